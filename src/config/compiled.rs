@@ -1,0 +1,149 @@
+//! The validated, compiled config: the buffer between the stable file format
+//! (`config::file`) and the types the request path reads. Built once per load.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use crate::policy::CompiledRule;
+
+/// Everything one load of the config file produced.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from; relative paths in it were resolved against its directory.
+    pub source: PathBuf,
+    /// Hex SHA-256 of the file's bytes, for `jobgate_config_info`.
+    pub sha256: String,
+    pub server: ServerConfig,
+    pub audit: AuditOutput,
+    pub issuers: Vec<Arc<IssuerConfig>>,
+    pub routes: Vec<RouteConfig>,
+    pub revocation_file: Option<PathBuf>,
+    /// Non-fatal findings that `check` prints and `serve` logs.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A message tied to a place in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `host:port` strings, validated as socket addresses.
+    pub listen: Vec<String>,
+    pub tls: Option<TlsFiles>,
+    /// Default `127.0.0.1:9090`.
+    pub admin_listen: String,
+    /// 0 in the file means the number of CPUs; this is already resolved.
+    pub threads: usize,
+    /// Default 16384.
+    pub max_token_bytes: usize,
+    /// Default 10 s.
+    pub grace_period: Duration,
+    /// Bound of the verified-token cache; default 100 000.
+    pub token_cache_entries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutput {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerKind {
+    Github,
+    Generic,
+}
+
+/// One `[[issuer]]`. Compared as a whole on reload: an unchanged issuer keeps its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerConfig {
+    pub name: String,
+    /// The exact `iss` value tokens must carry.
+    pub url: String,
+    /// Set: discovery is skipped.
+    pub jwks_url: Option<String>,
+    pub kind: IssuerKind,
+    /// GitHub kind: base of derived job URLs. Default `https://github.com`.
+    pub server_url: String,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub refresh: Duration,
+    pub min_refetch_interval: Duration,
+    pub max_stale: Duration,
+    pub max_token_age: Option<Duration>,
+    /// Identity headers: (header name, claim name), defaults already applied.
+    pub headers: Vec<(http::HeaderName, String)>,
+}
+
+impl IssuerConfig {
+    /// True for the public github.com issuer, which signs for every repository on github.com.
+    pub fn is_public_github(&self) -> bool {
+        self.url == crate::config::PUBLIC_GITHUB_ISSUER
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case exact host.
+    Exact(String),
+    /// Lower-case suffix including the leading dot: `*.example` is stored as `.example`.
+    Suffix(String),
+}
+
+/// An upstream URL, parsed but not resolved: `check` must not touch the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+#[derive(Debug)]
+pub struct RouteConfig {
+    pub name: String,
+    pub host: HostMatch,
+    /// Starts with `/`. Default `/`.
+    pub path_prefix: String,
+    /// `None`: every method.
+    pub methods: Option<Vec<http::Method>>,
+    pub upstreams: Vec<UpstreamUrl>,
+    pub upstream_ca: Option<PathBuf>,
+    /// Upstream connect + response timeout; default 30 s.
+    pub timeout: Duration,
+    /// `None` for a public route (`auth = false`).
+    pub auth: Option<RouteAuth>,
+}
+
+#[derive(Debug)]
+pub struct RouteAuth {
+    /// Index into `Config::issuers`.
+    pub issuer: usize,
+    pub audience: String,
+    pub strip_authorization: bool,
+    pub mode: Mode,
+    pub allow_any_repository: bool,
+    pub allow: Vec<CompiledRule>,
+    pub deny: Vec<CompiledRule>,
+}

@@ -1,0 +1,112 @@
+//! The config file as the user writes it: serde structs that mirror SPEC §2 key for key.
+//!
+//! Nothing here is used on the request path. These types exist so that the file format
+//! stays stable and every key keeps its span for error messages; `validate` turns them into
+//! the compiled types of `config::compiled`, once per load.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub issuer: Vec<IssuerSection>,
+    #[serde(default)]
+    pub route: Vec<RouteSection>,
+    pub revocation: Option<RevocationSection>,
+}
+
+/// `listen` and `upstream` take one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(Spanned<String>),
+    Many(Vec<Spanned<String>>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<Spanned<String>> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<Spanned<OneOrMany>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
+    pub threads: Option<Spanned<i64>>,
+    pub max_token_bytes: Option<Spanned<i64>>,
+    pub grace_period: Option<Spanned<String>>,
+    /// Bound of the verified-token cache (issue [auth]); default 100 000.
+    pub token_cache_entries: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub output: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub server_url: Option<Spanned<String>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub leeway: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<String>>,
+    pub min_refetch_interval: Option<Spanned<String>>,
+    pub max_stale: Option<Spanned<String>>,
+    pub max_token_age: Option<Spanned<String>>,
+    /// Header name → claim name, in file order.
+    pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Spanned<String>,
+    pub host: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub upstream: Spanned<OneOrMany>,
+    pub upstream_ca: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
+    pub audience: Option<Spanned<String>>,
+    pub auth: Option<Spanned<bool>>,
+    pub strip_authorization: Option<Spanned<bool>>,
+    pub mode: Option<Spanned<String>>,
+    pub allow_any_repository: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<RuleTable>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<RuleTable>>,
+}
+
+/// One `[[route.allow]]` / `[[route.deny]]` table: claim name → condition value.
+/// Values stay raw TOML so that validation can explain exactly what is wrong with one.
+pub type RuleTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    pub file: Option<Spanned<String>>,
+}

@@ -1,0 +1,5 @@
+//! Route rules: conditions on claims, compiled once per config.
+
+/// One `[[route.allow]]` or `[[route.deny]]` table, compiled.
+#[derive(Debug)]
+pub struct CompiledRule {}
