@@ -1,1 +1,68 @@
-//! (to be written)
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` (SPEC §5), on its own address so
+//! that the proxy port never exposes them.
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::metrics::metrics;
+use crate::state::{GatewayState, SharedState};
+
+/// Serves the admin endpoints from the live state.
+pub struct AdminApp {
+    pub state: SharedState,
+}
+
+/// What `/readyz` reports: ready, or the list of what is missing.
+pub fn readiness(state: &GatewayState) -> Result<(), Vec<String>> {
+    let missing: Vec<String> = state
+        .config
+        .issuers
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !state.issuer_has_keys(*index))
+        .map(|(_, issuer)| format!("issuer {}: no usable keys yet", issuer.name))
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(missing) }
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let plain = "text/plain; charset=utf-8";
+        if session.req_header().method != http::Method::GET
+            && session.req_header().method != http::Method::HEAD
+        {
+            return text(StatusCode::METHOD_NOT_ALLOWED, plain, "GET only\n".into());
+        }
+        match session.req_header().uri.path() {
+            "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
+            "/readyz" => match readiness(&self.state.load()) {
+                Ok(()) => text(StatusCode::OK, plain, "ready\n".into()),
+                Err(missing) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    plain,
+                    format!("not ready:\n{}\n", missing.join("\n")),
+                ),
+            },
+            "/metrics" => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics().render(),
+            ),
+            _ => text(StatusCode::NOT_FOUND, plain, "not found: try /healthz, /readyz or /metrics\n".into()),
+        }
+    }
+}

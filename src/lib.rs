@@ -19,3 +19,4 @@ pub mod identity;
 pub mod state;
 pub mod proxy;
 pub mod admin;
+pub mod server;

@@ -1,1 +1,86 @@
-fn main() {}
+//! The `jobgate` command line (SPEC §1).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a bad config or bad usage (SPEC §1).
+const EXIT_BAD_CONFIG: u8 = 2;
+/// Exit status for a runtime failure.
+const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Parser)]
+#[command(name = "jobgate", version, about = "Authentication gateway for GitHub Actions OIDC tokens")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The config file.
+        #[arg(short, long, default_value = "config/jobgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config without touching the network.
+    Check {
+        /// The config file.
+        #[arg(short, long, default_value = "config/jobgate.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Check { config } => match jobgate::config::load(&config) {
+            Ok(loaded) => {
+                print!("{}", jobgate::check::summary(&loaded));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Serve { config } => {
+            init_logging();
+            let loaded = match jobgate::config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            match jobgate::server::serve(loaded, &config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("jobgate: {error}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+    }
+}

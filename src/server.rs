@@ -1,0 +1,149 @@
+//! Running the gateway: builds the Pingora server (proxy listeners + admin listener) from a
+//! loaded config, and handles signals.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::metrics::metrics;
+use crate::proxy::Gateway;
+use crate::state::{GatewayState, SharedState};
+
+/// Requests between `new_ctx` and the end of `logging`, so that SIGTERM can exit as soon as
+/// the last one finishes instead of sleeping the whole grace period (pingora#719).
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Why `serve` stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Maps Unix signals to Pingora's shutdown kinds. SIGQUIT (Pingora's "graceful upgrade")
+/// is not ours to use: only SIGTERM (drain) and SIGINT (stop now) end the server.
+struct SignalWatch {
+    grace_period: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!(grace_period = ?self.grace_period, "SIGTERM: draining in-flight requests");
+                exit_when_drained(self.grace_period);
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                ShutdownSignal::FastShutdown
+            }
+        }
+    }
+}
+
+/// After SIGTERM, Pingora stops accepting and then sleeps the whole grace period. This
+/// watcher ends the process with status 0 as soon as no request is in flight.
+fn exit_when_drained(grace_period: Duration) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + grace_period;
+        // Give the listeners a moment to stop accepting first.
+        std::thread::sleep(Duration::from_millis(200));
+        while Instant::now() < deadline {
+            if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
+                tracing::info!("drained; exiting");
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+fn pingora_conf(config: &Config) -> ServerConf {
+    let grace = config.server.grace_period;
+    ServerConf {
+        threads: config.server.threads.max(1),
+        // Whole seconds only; round up so a drain is never cut short.
+        grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: String::new(),
+        upgrade_sock: String::new(),
+        ..ServerConf::default()
+    }
+}
+
+/// Runs the gateway until a shutdown signal. Returns once the server has stopped.
+pub fn serve(config: Config, config_path: &Path) -> Result<(), ServeError> {
+    for warning in &config.warnings {
+        tracing::warn!(
+            "{}:{}:{}: {}",
+            config_path.display(),
+            warning.line,
+            warning.column,
+            warning.message
+        );
+    }
+    metrics().set_config_info(&config.sha256);
+    let conf = pingora_conf(&config);
+    let grace_period = config.server.grace_period;
+    let listen = config.server.listen.clone();
+    let tls = config.server.tls.clone();
+    let admin_listen = config.server.admin_listen.clone();
+    let state: SharedState = Arc::new(ArcSwap::from_pointee(
+        GatewayState::build(config).map_err(ServeError::Setup)?,
+    ));
+
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let gateway = Gateway {
+        state: Arc::clone(&state),
+        tls: tls.is_some(),
+    };
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "jobgate proxy");
+    for address in &listen {
+        match &tls {
+            Some(files) => {
+                let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
+                    return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
+                };
+                proxy
+                    .add_tls(address, cert, key)
+                    .map_err(|e| ServeError::Setup(format!("TLS listener {address}: {e}")))?;
+            }
+            None => proxy.add_tcp(address),
+        }
+    }
+    let mut admin = Service::new("jobgate admin".to_string(), AdminApp { state });
+    admin.add_tcp(&admin_listen);
+    server.add_service(proxy);
+    server.add_service(admin);
+
+    tracing::info!(listen = ?listen, admin = %admin_listen, "jobgate serving");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(SignalWatch { grace_period }),
+    });
+    Ok(())
+}
