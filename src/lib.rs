@@ -4,19 +4,23 @@
 //! `verify` (token checks, with `token_cache`) → `policy` (route rules) → `proxy` (the thin
 //! Pingora glue, with `routing` and `upstream`) → `identity` (headers) → `metrics`/`audit`.
 
+pub mod admin;
+pub mod audit;
+pub mod check;
 pub mod claims;
+pub mod clock;
 pub mod config;
-pub mod metrics;
-pub mod policy;
-pub mod refusal;
+pub mod identity;
 pub mod jwks;
 pub mod keys;
-pub mod token_cache;
-pub mod verify;
-pub mod routing;
-pub mod upstream;
-pub mod identity;
-pub mod state;
+pub mod metrics;
+pub mod policy;
 pub mod proxy;
-pub mod admin;
+pub mod refusal;
+pub mod revocation;
+pub mod routing;
 pub mod server;
+pub mod state;
+pub mod token_cache;
+pub mod upstream;
+pub mod verify;

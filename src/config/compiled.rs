@@ -110,7 +110,9 @@ pub enum HostMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
     pub tls: bool,
+    /// Lower-case host name or IP address; an IPv6 address without its brackets.
     pub host: String,
+    /// Explicit, or 80 / 443 by scheme.
     pub port: u16,
 }
 

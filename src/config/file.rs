@@ -5,8 +5,11 @@
 //! the compiled types of `config::compiled`, once per load.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// The whole config file.
@@ -25,19 +28,51 @@ pub struct ConfigFile {
 }
 
 /// `listen` and `upstream` take one string or a list of them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+///
+/// Deserialised by hand: serde's `untagged` buffers the value, which loses the spans that
+/// `Spanned` needs, so a derived untagged enum refuses every input.
+#[derive(Debug, Clone)]
 pub enum OneOrMany {
-    One(Spanned<String>),
+    /// A single string; its span is the enclosing `Spanned<OneOrMany>`'s.
+    One(String),
     Many(Vec<Spanned<String>>),
 }
 
 impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<Spanned<String>> {
+    /// Every entry with its span; `span` is the span of the whole value (used for `One`).
+    pub fn to_vec(&self, span: Range<usize>) -> Vec<Spanned<String>> {
         match self {
-            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::One(one) => vec![Spanned::new(span, one.clone())],
             OneOrMany::Many(many) => many.clone(),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor;
+
+        impl<'de> Visitor<'de> for OneOrManyVisitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(value.to_owned()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor)
     }
 }
 
@@ -75,7 +110,8 @@ pub struct IssuerSection {
     pub min_refetch_interval: Option<Spanned<String>>,
     pub max_stale: Option<Spanned<String>>,
     pub max_token_age: Option<Spanned<String>>,
-    /// Header name → claim name, in file order.
+    /// Header name → claim name. The map is sorted by name; sort by the keys' spans to get
+    /// file order.
     pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
@@ -86,7 +122,8 @@ pub struct RouteSection {
     pub host: Option<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
-    pub upstream: Spanned<OneOrMany>,
+    /// Optional here so that a missing upstream is reported with the route's other errors.
+    pub upstream: Option<Spanned<OneOrMany>>,
     pub upstream_ca: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub issuer: Option<Spanned<String>>,
@@ -103,6 +140,7 @@ pub struct RouteSection {
 
 /// One `[[route.allow]]` / `[[route.deny]]` table: claim name → condition value.
 /// Values stay raw TOML so that validation can explain exactly what is wrong with one.
+/// Sorted by claim name; the keys' spans give file order.
 pub type RuleTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 #[derive(Debug, Deserialize)]
