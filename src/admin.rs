@@ -24,7 +24,11 @@ pub fn readiness(state: &GatewayState) -> Result<(), Vec<String>> {
         .filter(|(index, _)| !state.issuer_has_keys(*index))
         .map(|(_, issuer)| format!("issuer {}: no usable keys yet", issuer.name))
         .collect();
-    if missing.is_empty() { Ok(()) } else { Err(missing) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
 }
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -62,7 +66,11 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics().render(),
             ),
-            _ => text(StatusCode::NOT_FOUND, plain, "not found: try /healthz, /readyz or /metrics\n".into()),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                plain,
+                "not found: try /healthz, /readyz or /metrics\n".into(),
+            ),
         }
     }
 }

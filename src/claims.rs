@@ -80,7 +80,9 @@ impl Claims {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ClaimValue)> {
-        self.entries.iter().map(|(name, value)| (name.as_ref(), value))
+        self.entries
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value))
     }
 
     pub fn len(&self) -> usize {

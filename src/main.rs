@@ -11,7 +11,11 @@ const EXIT_BAD_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = 1;
 
 #[derive(Parser)]
-#[command(name = "jobgate", version, about = "Authentication gateway for GitHub Actions OIDC tokens")]
+#[command(
+    name = "jobgate",
+    version,
+    about = "Authentication gateway for GitHub Actions OIDC tokens"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

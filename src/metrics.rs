@@ -33,8 +33,8 @@ pub struct Metrics {
 
 /// Latency buckets from 50 µs to 10 s: a cached auth step lives in the first few.
 const DURATION_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -242,10 +242,14 @@ impl RouteMetrics {
     pub fn new(route: &str) -> RouteMetrics {
         let m = metrics();
         RouteMetrics {
-            requests: Outcome::ALL
-                .map(|outcome| m.requests_total.with_label_values(&[route, outcome.as_str()])),
-            auth_failures: Reason::ALL
-                .map(|reason| m.auth_failures_total.with_label_values(&[route, reason.as_str()])),
+            requests: Outcome::ALL.map(|outcome| {
+                m.requests_total
+                    .with_label_values(&[route, outcome.as_str()])
+            }),
+            auth_failures: Reason::ALL.map(|reason| {
+                m.auth_failures_total
+                    .with_label_values(&[route, reason.as_str()])
+            }),
             upstream: UpstreamClass::ALL.map(|class| {
                 m.upstream_responses_total
                     .with_label_values(&[route, class.as_str()])
@@ -290,9 +294,11 @@ mod tests {
         route.request(Outcome::Public);
         route.auth_failure(Reason::Expired);
         let text = metrics().render();
-        assert!(text.contains(
-            r#"jobgate_requests_total{outcome="public",route="metrics-test-route"} 1"#
-        ));
+        assert!(
+            text.contains(
+                r#"jobgate_requests_total{outcome="public",route="metrics-test-route"} 1"#
+            )
+        );
         assert!(text.contains("jobgate_build_info"));
     }
 }

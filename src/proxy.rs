@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraSocketAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
@@ -186,7 +186,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         let (route, runtime) = ctx
             .route
-            .and_then(|index| Some((ctx.state.config.routes.get(index)?, ctx.state.routes.get(index)?)))
+            .and_then(|index| {
+                Some((
+                    ctx.state.config.routes.get(index)?,
+                    ctx.state.routes.get(index)?,
+                ))
+            })
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
         let index = runtime
             .upstreams
@@ -223,13 +228,19 @@ impl ProxyHttp for Gateway {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
+        upstream_request
+            .insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
         if upstream_request.headers.get(http::header::HOST).is_none() {
             // An HTTP/2 client names the host in `:authority`; HTTP/1.1 upstreams need `Host`.
             let authority = upstream_request.uri.authority().map(|a| a.to_string());
-            let host = match (authority, ctx.peer.and_then(|i| {
-                ctx.route.and_then(|r| ctx.state.routes.get(r)).and_then(|r| r.upstreams.peer(i))
-            })) {
+            let host = match (
+                authority,
+                ctx.peer.and_then(|i| {
+                    ctx.route
+                        .and_then(|r| ctx.state.routes.get(r))
+                        .and_then(|r| r.upstreams.peer(i))
+                }),
+            ) {
                 (Some(authority), _) => Some(authority),
                 (None, Some(peer)) => Some(peer.authority.clone()),
                 (None, None) => None,
@@ -285,9 +296,14 @@ impl ProxyHttp for Gateway {
             ErrorSource::Upstream => {
                 ctx.outcome = Some(Outcome::UpstreamError);
                 if session.response_written().is_none()
-                    && refuse(session, ctx, Reason::UpstreamUnreachable).await.is_ok()
+                    && refuse(session, ctx, Reason::UpstreamUnreachable)
+                        .await
+                        .is_ok()
                 {
-                    return FailToProxy { error_code: 502, can_reuse_downstream: false };
+                    return FailToProxy {
+                        error_code: 502,
+                        can_reuse_downstream: false,
+                    };
                 }
                 502
             }
@@ -304,7 +320,10 @@ impl ProxyHttp for Gateway {
             // Best effort: the client may already be gone.
             let _ = session.respond_error(code).await;
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     /// Runs once per request at its end, whatever happened: metrics.
@@ -322,7 +341,9 @@ impl ProxyHttp for Gateway {
             return;
         };
         metrics.request(outcome);
-        metrics.duration.observe(ctx.started.elapsed().as_secs_f64());
+        metrics
+            .duration
+            .observe(ctx.started.elapsed().as_secs_f64());
         if let Some(status) = ctx.upstream_status {
             metrics.upstream_response(UpstreamClass::of_status(status));
         } else if upstream_failed {

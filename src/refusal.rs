@@ -164,18 +164,41 @@ impl Reason {
             Reason::MissingToken => r#"Bearer realm="jobgate""#,
             Reason::InvalidRequest => r#"Bearer error="invalid_request""#,
             Reason::Revoked | Reason::PolicyDenied => r#"Bearer error="insufficient_scope""#,
-            Reason::MalformedToken => r#"Bearer error="invalid_token", error_description="malformed_token""#,
-            Reason::TokenTooLarge => r#"Bearer error="invalid_token", error_description="token_too_large""#,
-            Reason::AlgNotAllowed => r#"Bearer error="invalid_token", error_description="alg_not_allowed""#,
-            Reason::UnknownKey => r#"Bearer error="invalid_token", error_description="unknown_key""#,
-            Reason::BadSignature => r#"Bearer error="invalid_token", error_description="bad_signature""#,
-            Reason::WrongIssuer => r#"Bearer error="invalid_token", error_description="wrong_issuer""#,
-            Reason::WrongAudience => r#"Bearer error="invalid_token", error_description="wrong_audience""#,
+            Reason::MalformedToken => {
+                r#"Bearer error="invalid_token", error_description="malformed_token""#
+            }
+            Reason::TokenTooLarge => {
+                r#"Bearer error="invalid_token", error_description="token_too_large""#
+            }
+            Reason::AlgNotAllowed => {
+                r#"Bearer error="invalid_token", error_description="alg_not_allowed""#
+            }
+            Reason::UnknownKey => {
+                r#"Bearer error="invalid_token", error_description="unknown_key""#
+            }
+            Reason::BadSignature => {
+                r#"Bearer error="invalid_token", error_description="bad_signature""#
+            }
+            Reason::WrongIssuer => {
+                r#"Bearer error="invalid_token", error_description="wrong_issuer""#
+            }
+            Reason::WrongAudience => {
+                r#"Bearer error="invalid_token", error_description="wrong_audience""#
+            }
             Reason::Expired => r#"Bearer error="invalid_token", error_description="expired""#,
-            Reason::NotYetValid => r#"Bearer error="invalid_token", error_description="not_yet_valid""#,
-            Reason::IssuedInFuture => r#"Bearer error="invalid_token", error_description="issued_in_future""#,
-            Reason::UnforwardableClaim => r#"Bearer error="invalid_token", error_description="unforwardable_claim""#,
-            Reason::BadPath | Reason::NoRoute | Reason::KeysUnavailable | Reason::UpstreamUnreachable => {
+            Reason::NotYetValid => {
+                r#"Bearer error="invalid_token", error_description="not_yet_valid""#
+            }
+            Reason::IssuedInFuture => {
+                r#"Bearer error="invalid_token", error_description="issued_in_future""#
+            }
+            Reason::UnforwardableClaim => {
+                r#"Bearer error="invalid_token", error_description="unforwardable_claim""#
+            }
+            Reason::BadPath
+            | Reason::NoRoute
+            | Reason::KeysUnavailable
+            | Reason::UpstreamUnreachable => {
                 return None;
             }
         })
@@ -318,7 +341,11 @@ mod response_tests {
         let response = RefusalResponse::new(Reason::PolicyDenied, Some("r"), true);
         assert_eq!(response.status, 200);
         assert!(response.headers.contains(&("grpc-status", "7".to_owned())));
-        assert!(response.headers.contains(&("grpc-message", "policy_denied".to_owned())));
+        assert!(
+            response
+                .headers
+                .contains(&("grpc-message", "policy_denied".to_owned()))
+        );
         assert!(is_grpc(Some(b"application/grpc+proto")));
         assert!(is_grpc(Some(b"Application/GRPC")));
         assert!(!is_grpc(Some(b"application/json")));
@@ -329,7 +356,17 @@ mod response_tests {
     fn outages_carry_retry_after_and_no_challenge() {
         let response = RefusalResponse::new(Reason::KeysUnavailable, None, false);
         assert_eq!(response.status, 503);
-        assert!(response.headers.iter().any(|(name, _)| *name == "retry-after"));
-        assert!(!response.headers.iter().any(|(name, _)| *name == "www-authenticate"));
+        assert!(
+            response
+                .headers
+                .iter()
+                .any(|(name, _)| *name == "retry-after")
+        );
+        assert!(
+            !response
+                .headers
+                .iter()
+                .any(|(name, _)| *name == "www-authenticate")
+        );
     }
 }

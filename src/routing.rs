@@ -44,7 +44,8 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, Reason> {
 }
 
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| segment == "." || segment == "..")
+    path.split('/')
+        .any(|segment| segment == "." || segment == "..")
 }
 
 /// RFC 3986 §5.2.4 for an absolute path: `.` segments vanish, `..` removes the segment
@@ -152,11 +153,15 @@ impl RouteTable {
                 }
             }
         }
-        table.exact.values_mut().for_each(|bucket| sort_bucket(bucket));
-        table.wildcard.iter_mut().for_each(|(_, bucket)| sort_bucket(bucket));
+        table
+            .exact
+            .values_mut()
+            .for_each(|bucket| sort_bucket(bucket));
         table
             .wildcard
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            .iter_mut()
+            .for_each(|(_, bucket)| sort_bucket(bucket));
+        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         sort_bucket(&mut table.any);
         table
     }
@@ -232,7 +237,16 @@ mod tests {
 
     #[test]
     fn encoded_separators_and_nul_are_refused() {
-        for path in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a%5cb", "/%2E%2E/x", "/%2e", "/a%00", "x"] {
+        for path in [
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a%5cb",
+            "/%2E%2E/x",
+            "/%2e",
+            "/a%00",
+            "x",
+        ] {
             assert_eq!(normalise_path(path), Err(Reason::BadPath), "{path}");
         }
         assert!(normalise_path("/a%20b").is_ok());
@@ -269,9 +283,15 @@ mod tests {
             route(HostMatch::Suffix(".b.example".into()), "/", None),
         ];
         let table = RouteTable::new(&routes);
-        assert_eq!(table.lookup(Some("API.Example:8080"), "/", &Method::GET), Some(0));
+        assert_eq!(
+            table.lookup(Some("API.Example:8080"), "/", &Method::GET),
+            Some(0)
+        );
         assert_eq!(table.lookup(Some("x.example"), "/", &Method::GET), Some(1));
-        assert_eq!(table.lookup(Some("a.b.example"), "/", &Method::GET), Some(2));
+        assert_eq!(
+            table.lookup(Some("a.b.example"), "/", &Method::GET),
+            Some(2)
+        );
         assert_eq!(table.lookup(Some("example"), "/", &Method::GET), None);
         assert_eq!(table.lookup(Some(".example"), "/", &Method::GET), None);
         assert_eq!(table.lookup(None, "/", &Method::GET), None);

@@ -41,7 +41,9 @@ impl UpstreamPool {
             .map(|url| {
                 let addr = (url.host.as_str(), url.port)
                     .to_socket_addrs()
-                    .map_err(|error| format!("upstream host {:?} does not resolve: {error}", url.host))?
+                    .map_err(|error| {
+                        format!("upstream host {:?} does not resolve: {error}", url.host)
+                    })?
                     .next()
                     .ok_or_else(|| format!("upstream host {:?} has no address", url.host))?;
                 let default_port = if url.tls { 443 } else { 80 };
@@ -159,11 +161,25 @@ mod tests {
     #[test]
     fn authority_omits_default_port() {
         let pool = UpstreamPool::resolve(&[
-            UpstreamUrl { tls: false, host: "127.0.0.1".into(), port: 80 },
-            UpstreamUrl { tls: true, host: "localhost".into(), port: 8443 },
+            UpstreamUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 80,
+            },
+            UpstreamUrl {
+                tls: true,
+                host: "localhost".into(),
+                port: 8443,
+            },
         ])
         .expect("resolves");
-        assert_eq!(pool.peer(0).map(|p| p.authority.as_str()), Some("127.0.0.1"));
-        assert_eq!(pool.peer(1).map(|p| p.authority.as_str()), Some("localhost:8443"));
+        assert_eq!(
+            pool.peer(0).map(|p| p.authority.as_str()),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            pool.peer(1).map(|p| p.authority.as_str()),
+            Some("localhost:8443")
+        );
     }
 }

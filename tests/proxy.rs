@@ -31,12 +31,20 @@ fn public_route_forwards_the_request_unchanged_but_for_identity_and_forwarding_h
         ],
         b"hello body",
     );
-    assert_eq!(response.status, 200, "{:?}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
     let echo = response.json();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["uri"], "/v1/items?x=1&y=two");
     assert_eq!(echo["body"], "hello body");
-    assert_eq!(response.echoed_header("x-custom"), Some(vec!["kept".to_string()]));
+    assert_eq!(
+        response.echoed_header("x-custom"),
+        Some(vec!["kept".to_string()])
+    );
     assert_eq!(
         response.echoed_header("host"),
         Some(vec!["api.internal.example".to_string()])
@@ -69,15 +77,28 @@ fn dot_segments_are_resolved_before_routing_and_encoded_slashes_refused() {
     let admin = EchoUpstream::start("admin");
     let config = format!(
         "{}{}",
-        public_route("public", "path_prefix = \"/public\"", &format!("\"{}\"", public.url())),
-        public_route("admin", "path_prefix = \"/admin\"", &format!("\"{}\"", admin.url())),
+        public_route(
+            "public",
+            "path_prefix = \"/public\"",
+            &format!("\"{}\"", public.url())
+        ),
+        public_route(
+            "admin",
+            "path_prefix = \"/admin\"",
+            &format!("\"{}\"", admin.url())
+        ),
     );
     let gateway = Jobgate::start(&config);
     let response = get(gateway.addr, "/public/../admin/x");
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["upstream"], "admin");
     assert_eq!(response.json()["uri"], "/admin/x");
-    for path in ["/public/..%2Fadmin", "/public/%2e%2e/admin", "/public/a%5Cb", "/public/%00"] {
+    for path in [
+        "/public/..%2Fadmin",
+        "/public/%2e%2e/admin",
+        "/public/a%5Cb",
+        "/public/%00",
+    ] {
         let refused = get(gateway.addr, path);
         assert_eq!(refused.status, 400, "{path}");
         assert_eq!(refused.json()["reason"], "bad_path");
@@ -113,15 +134,26 @@ fn longest_prefix_host_and_wildcard_decide_the_route() {
         public_route("root", "path_prefix = \"/\"", &url(0)),
         public_route("v1", "path_prefix = \"/v1\"", &url(1)),
         public_route("deploy", "path_prefix = \"/v1/deploy\"", &url(2)),
-        public_route("exact-host", "host = \"api.example.test\"\npath_prefix = \"/v1\"", &url(3)),
-        public_route("wildcard", "host = \"*.example.test\"\npath_prefix = \"/v1\"", &url(4)),
+        public_route(
+            "exact-host",
+            "host = \"api.example.test\"\npath_prefix = \"/v1\"",
+            &url(3),
+        ),
+        public_route(
+            "wildcard",
+            "host = \"*.example.test\"\npath_prefix = \"/v1\"",
+            &url(4),
+        ),
     ]
     .concat();
     let gateway = Jobgate::start(&config);
     let served_by = |host: &str, path: &str| {
         let response = raw_request(gateway.addr, "GET", path, &[("Host", host)], b"");
         assert_eq!(response.status, 200, "{host}{path}");
-        response.json()["upstream"].as_str().unwrap_or_default().to_string()
+        response.json()["upstream"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
     assert_eq!(served_by("other.test", "/v1/deploy/run"), "deploy");
     assert_eq!(served_by("other.test", "/v1/deployer"), "v1");
@@ -140,7 +172,10 @@ fn method_filter_applies() {
         &format!("\"{}\"", posts.url()),
     );
     let gateway = Jobgate::start(&config);
-    assert_eq!(raw_request(gateway.addr, "POST", "/deploy", &[], b"x").status, 200);
+    assert_eq!(
+        raw_request(gateway.addr, "POST", "/deploy", &[], b"x").status,
+        200
+    );
     assert_eq!(get(gateway.addr, "/deploy").status, 404);
     assert_eq!(posts.hits(), 1);
 }
@@ -158,9 +193,17 @@ fn round_robin_over_two_upstreams_and_a_dead_one_is_skipped() {
     let gateway = Jobgate::start(&config);
     for _ in 0..12 {
         let response = get(gateway.addr, "/");
-        assert_eq!(response.status, 200, "a dead peer must be retried on the next one");
+        assert_eq!(
+            response.status, 200,
+            "a dead peer must be retried on the next one"
+        );
     }
-    assert!(a.hits() >= 4 && b.hits() >= 4, "a={} b={}", a.hits(), b.hits());
+    assert!(
+        a.hits() >= 4 && b.hits() >= 4,
+        "a={} b={}",
+        a.hits(),
+        b.hits()
+    );
     assert_eq!(a.hits() + b.hits(), 12);
 }
 
@@ -168,7 +211,11 @@ fn round_robin_over_two_upstreams_and_a_dead_one_is_skipped() {
 fn all_upstreams_down_is_a_json_502() {
     let dead_a = format!("http://127.0.0.1:{}", free_port());
     let dead_b = format!("http://127.0.0.1:{}", free_port());
-    let gateway = Jobgate::start(&public_route("api", "", &format!("[\"{dead_a}\", \"{dead_b}\"]")));
+    let gateway = Jobgate::start(&public_route(
+        "api",
+        "",
+        &format!("[\"{dead_a}\", \"{dead_b}\"]"),
+    ));
     let response = get(gateway.addr, "/x");
     assert_eq!(response.status, 502);
     assert_eq!(response.json()["reason"], "upstream_unreachable");

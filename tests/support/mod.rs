@@ -191,7 +191,10 @@ pub fn raw_request(
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
     let mut request = format!("{method} {target} HTTP/1.1\r\n");
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
         request.push_str("Host: localhost\r\n");
     }
     for (name, value) in headers {
@@ -316,7 +319,10 @@ impl Jobgate {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("jobgate did not start listening on {} within 20 s", self.addr);
+        panic!(
+            "jobgate did not start listening on {} within 20 s",
+            self.addr
+        );
     }
 
     /// The value of one sample line of `/metrics`, e.g.
