@@ -274,11 +274,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut error: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(route), Some(peer)) = (ctx.route, ctx.peer) {
-            if let Some(runtime) = ctx.state.routes.get(route) {
-                runtime.upstreams.mark_refused(peer);
-                error.set_retry(!ctx.retried && runtime.upstreams.len() > 1);
-            }
+        let runtime = ctx.route.and_then(|route| ctx.state.routes.get(route));
+        if let (Some(runtime), Some(peer)) = (runtime, ctx.peer) {
+            runtime.upstreams.mark_refused(peer);
+            error.set_retry(!ctx.retried && runtime.upstreams.len() > 1);
         }
         ctx.retried = true;
         error

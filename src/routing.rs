@@ -130,7 +130,7 @@ pub struct RouteTable {
 
 fn sort_bucket(entries: &mut [Entry]) {
     // Stable sort keeps declaration order among equal prefixes.
-    entries.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.prefix.len()));
 }
 
 impl RouteTable {
@@ -161,7 +161,9 @@ impl RouteTable {
             .wildcard
             .iter_mut()
             .for_each(|(_, bucket)| sort_bucket(bucket));
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         sort_bucket(&mut table.any);
         table
     }
@@ -185,10 +187,11 @@ impl RouteTable {
                 return Some(route);
             }
             for (suffix, entries) in &self.wildcard {
-                if ends_with_ignore_case(host, suffix) && host.len() > suffix.len() {
-                    if let Some(route) = pick(entries) {
-                        return Some(route);
-                    }
+                if host.len() > suffix.len()
+                    && ends_with_ignore_case(host, suffix)
+                    && let Some(route) = pick(entries)
+                {
+                    return Some(route);
                 }
             }
         }
