@@ -17,12 +17,10 @@ pub struct AdminApp {
 /// What `/readyz` reports: ready, or the list of what is missing.
 pub fn readiness(state: &GatewayState) -> Result<(), Vec<String>> {
     let missing: Vec<String> = state
-        .config
-        .issuers
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| !state.issuer_has_keys(*index))
-        .map(|(_, issuer)| format!("issuer {}: no usable keys yet", issuer.name))
+        .authenticator
+        .issuers_without_keys()
+        .into_iter()
+        .map(|issuer| format!("issuer {issuer}: no usable keys"))
         .collect();
     if missing.is_empty() {
         Ok(())

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::claims::Claims;
@@ -22,6 +21,7 @@ use crate::identity::job_url;
 use crate::metrics::metrics;
 use crate::policy::RuleRef;
 use crate::refusal::{Outcome, Reason};
+use crate::verify::{UnverifiedClaims, VerifiedToken};
 
 /// Records waiting for the writer; past this, new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -44,40 +44,18 @@ const VERIFIED_FIELDS: [&str; 14] = [
     "jti",
 ];
 
-/// The only claims of an unverified token that may be logged, as `unverified_<name>`:
-/// enough to investigate, never enough to be mistaken for a verified identity.
-const UNVERIFIED_FIELDS: [&str; 6] = ["iss", "sub", "repository", "run_id", "check_run_id", "jti"];
-
 /// Who made the request, as far as jobgate knows.
 #[derive(Debug, Clone)]
 pub enum AuditIdentity {
-    /// No token, or one whose payload could not be read.
+    /// No token.
     None,
-    /// The signature verified: claims plus the issuer (for `job_url`).
+    /// The signature verified: claims under their own names, plus the issuer for `job_url`.
     Verified {
-        claims: Arc<Claims>,
+        token: Arc<VerifiedToken>,
         issuer: Arc<IssuerConfig>,
     },
-    /// The token was refused before or at its signature: its payload, unchecked.
-    Unverified(Box<Claims>),
-}
-
-impl AuditIdentity {
-    /// Reads the payload of a token that did not verify, for the `unverified_*` fields.
-    /// Bounded by the token size limit already applied to `token`.
-    pub fn unverified(token: &str) -> AuditIdentity {
-        let mut parts = token.split('.');
-        let (Some(_), Some(payload)) = (parts.next(), parts.next()) else {
-            return AuditIdentity::None;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
-            return AuditIdentity::None;
-        };
-        match serde_json::from_slice::<Map<String, Value>>(&bytes) {
-            Ok(object) => AuditIdentity::Unverified(Box::new(Claims::from_json_object(&object))),
-            Err(_) => AuditIdentity::None,
-        }
-    }
+    /// The token did not verify: only its identifiers, as `unverified_*`.
+    Unverified(Box<UnverifiedClaims>),
 }
 
 /// One request on an authenticated route.
@@ -123,19 +101,27 @@ impl AuditRecord {
         );
         match &self.identity {
             AuditIdentity::None => {}
-            AuditIdentity::Verified { claims, issuer } => {
+            AuditIdentity::Verified { token, issuer } => {
                 for field in VERIFIED_FIELDS {
-                    line.insert(field.into(), claim_json(claims, field));
+                    line.insert(field.into(), claim_json(&token.claims, field));
                 }
                 line.insert(
                     "job_url".into(),
-                    job_url(&issuer.server_url, claims).map_or(Value::Null, Value::from),
+                    job_url(&issuer.server_url, &token.claims).map_or(Value::Null, Value::from),
                 );
             }
             AuditIdentity::Unverified(claims) => {
-                for field in UNVERIFIED_FIELDS {
-                    if let Some(value) = claims.text(field) {
-                        line.insert(format!("unverified_{field}"), value.into());
+                let fields = [
+                    ("unverified_iss", &claims.iss),
+                    ("unverified_sub", &claims.sub),
+                    ("unverified_repository", &claims.repository),
+                    ("unverified_run_id", &claims.run_id),
+                    ("unverified_check_run_id", &claims.check_run_id),
+                    ("unverified_jti", &claims.jti),
+                ];
+                for (name, value) in fields {
+                    if let Some(value) = value {
+                        line.insert(name.into(), value.clone().into());
                     }
                 }
             }
@@ -317,10 +303,13 @@ mod tests {
 
     #[test]
     fn unverified_tokens_log_only_prefixed_identifiers() {
+        use crate::verify::unverified_claims;
+        use base64::Engine;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
             br#"{"iss":"i","sub":"s","repository":"acme/app","run_id":"1","check_run_id":"2","jti":"j","environment":"prod"}"#,
         );
-        let identity = AuditIdentity::unverified(&format!("e30.{payload}.sig"));
+        let identity =
+            AuditIdentity::Unverified(Box::new(unverified_claims(&format!("e30.{payload}.sig"))));
         let json = record(identity).to_json();
         assert_eq!(json["unverified_repository"], "acme/app");
         assert_eq!(json["unverified_check_run_id"], "2");
@@ -329,10 +318,7 @@ mod tests {
         assert_eq!(json["reason"], "policy_denied");
         assert_eq!(json["ts"], "1970-01-01T00:00:00.000Z");
         assert_eq!(json["duration_ms"], 1.5);
-        assert!(matches!(
-            AuditIdentity::unverified("garbage"),
-            AuditIdentity::None
-        ));
+        assert_eq!(unverified_claims("garbage"), UnverifiedClaims::default());
     }
 
     #[test]

@@ -6,10 +6,13 @@
 
 pub mod admin;
 pub mod audit;
+pub mod authorize;
 pub mod check;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod explain;
 pub mod identity;
 pub mod jwks;
 pub mod keys;

@@ -29,6 +29,11 @@ enum Command {
         #[arg(short, long, default_value = "config/jobgate.toml")]
         config: PathBuf,
     },
+    /// Run the gateway, an embedded OIDC issuer and an echo upstream on loopback, offline.
+    Demo(jobgate::demo::DemoArgs),
+    /// Show which route a request matches and, rule by rule, why its token would be
+    /// allowed or denied. The signature is NOT checked.
+    Explain(jobgate::explain::ExplainArgs),
     /// Validate a config without touching the network.
     Check {
         /// The config file.
@@ -59,6 +64,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Demo(args) => {
+            init_logging();
+            jobgate::demo::run(args)
+        }
+        Command::Explain(args) => jobgate::explain::run(args),
         Command::Check { config } => match jobgate::config::load(&config) {
             Ok(loaded) => {
                 print!("{}", jobgate::check::summary(&loaded));

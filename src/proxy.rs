@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,7 +15,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::audit::{AuditIdentity, AuditRecord};
+use crate::authorize::{Allowed, authorize};
+use crate::clock::unix_now;
 use crate::metrics::{RouteMetrics, UpstreamClass};
+use crate::policy::RuleRef;
 use crate::refusal::{Outcome, Reason, RefusalResponse, is_grpc};
 use crate::routing::normalise_path;
 use crate::server::IN_FLIGHT;
@@ -38,6 +42,13 @@ pub struct RequestCtx {
     peer: Option<usize>,
     retried: bool,
     upstream_status: Option<u16>,
+    /// Why the request was refused, or `policy_denied` for a shadow-mode `would_deny`.
+    reason: Option<Reason>,
+    /// The rule that decided, for the audit log.
+    rule: Option<RuleRef>,
+    identity: AuditIdentity,
+    /// Set when an authenticated request is let through.
+    allowed: Option<Allowed>,
 }
 
 impl RequestCtx {
@@ -79,6 +90,7 @@ async fn refuse(session: &mut Session, ctx: &mut RequestCtx, reason: Reason) -> 
     );
     let refusal = RefusalResponse::new(reason, ctx.route_name(), grpc);
     ctx.outcome = Some(reason.outcome());
+    ctx.reason = Some(reason);
     if ctx.is_authenticated_route() && reason.is_auth_failure() {
         ctx.route_metrics().auth_failure(reason);
     }
@@ -142,6 +154,10 @@ impl ProxyHttp for Gateway {
             peer: None,
             retried: false,
             upstream_status: None,
+            reason: None,
+            rule: None,
+            identity: AuditIdentity::None,
+            allowed: None,
         }
     }
 
@@ -169,13 +185,39 @@ impl ProxyHttp for Gateway {
         let Some(route) = state.config.routes.get(route_index) else {
             return refuse(session, ctx, Reason::NoRoute).await;
         };
-        if route.auth.is_none() {
+        let Some(auth) = &route.auth else {
             ctx.outcome = Some(Outcome::Public);
             return Ok(false);
+        };
+        let authorization = session
+            .req_header()
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|value| value.as_bytes());
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        match authorize(&state, route, auth, authorization, now).await {
+            Ok(allowed) => {
+                ctx.identity = AuditIdentity::Verified {
+                    token: Arc::clone(&allowed.token),
+                    issuer: Arc::clone(&state.config.issuers[auth.issuer]),
+                };
+                ctx.rule = allowed.rule;
+                if allowed.would_deny {
+                    ctx.outcome = Some(Outcome::WouldDeny);
+                    ctx.reason = Some(Reason::PolicyDenied);
+                } else {
+                    ctx.outcome = Some(Outcome::Allowed);
+                }
+                ctx.allowed = Some(allowed);
+                Ok(false)
+            }
+            Err(refused) => {
+                ctx.identity = refused.identity;
+                ctx.rule = refused.rule;
+                refuse(session, ctx, refused.reason).await
+            }
         }
-        // Token verification is not wired in yet: an authenticated route must never pass
-        // a request it has not verified.
-        refuse(session, ctx, Reason::KeysUnavailable).await
     }
 
     /// Picks the next upstream peer of the route in rotation, skipping paused ones.
@@ -230,6 +272,19 @@ impl ProxyHttp for Gateway {
         }
         upstream_request
             .insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
+        if let Some(allowed) = ctx.allowed.as_mut() {
+            for (name, value) in allowed.headers.drain(..) {
+                upstream_request.insert_header(name, value)?;
+            }
+            let strip = ctx
+                .route
+                .and_then(|index| ctx.state.config.routes.get(index))
+                .and_then(|route| route.auth.as_ref())
+                .is_none_or(|auth| auth.strip_authorization);
+            if strip {
+                upstream_request.remove_header(&http::header::AUTHORIZATION);
+            }
+        }
         if upstream_request.headers.get(http::header::HOST).is_none() {
             // An HTTP/2 client names the host in `:authority`; HTTP/1.1 upstreams need `Host`.
             let authority = upstream_request.uri.authority().map(|a| a.to_string());
@@ -326,7 +381,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Runs once per request at its end, whatever happened: metrics.
-    async fn logging(&self, _session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let metrics = ctx.route_metrics();
         let upstream_failed = error.is_some_and(|e| *e.esource() == ErrorSource::Upstream);
         let outcome = if upstream_failed {
@@ -348,5 +403,38 @@ impl ProxyHttp for Gateway {
         } else if upstream_failed {
             metrics.upstream_response(UpstreamClass::Error);
         }
+        if ctx.is_authenticated_route() && !ctx.state.audit.is_off() {
+            let record = audit_record(session, ctx, outcome);
+            ctx.state.audit.record(record);
+        }
+    }
+}
+
+/// The audit line of a request on an authenticated route (SPEC §6).
+fn audit_record(session: &Session, ctx: &mut RequestCtx, outcome: Outcome) -> AuditRecord {
+    let request = session.req_header();
+    let status = session
+        .response_written()
+        .map_or(0, |response| response.status.as_u16());
+    let reason = match outcome {
+        Outcome::UpstreamError => Some(Reason::UpstreamUnreachable),
+        _ => ctx.reason,
+    };
+    AuditRecord {
+        time: SystemTime::now(),
+        route: ctx.route_name().unwrap_or("none").to_owned(),
+        outcome,
+        reason,
+        rule: ctx.rule,
+        status,
+        method: request.method.clone(),
+        path: request.uri.path().to_owned(),
+        client_ip: match session.client_addr() {
+            Some(PingoraSocketAddr::Inet(addr)) => Some(addr.ip()),
+            _ => None,
+        },
+        identity: std::mem::replace(&mut ctx.identity, AuditIdentity::None),
+        upstream_status: ctx.upstream_status,
+        duration: ctx.started.elapsed(),
     }
 }

@@ -16,6 +16,7 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::proxy::Gateway;
+use crate::revocation::RevocationStore;
 use crate::state::{GatewayState, SharedState};
 
 /// Requests between `new_ctx` and the end of `logging`, so that SIGTERM can exit as soon as
@@ -111,9 +112,11 @@ pub fn serve(config: Config, config_path: &Path) -> Result<(), ServeError> {
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let admin_listen = config.server.admin_listen.clone();
+    let revocations = Arc::new(RevocationStore::default());
     let state: SharedState = Arc::new(ArcSwap::from_pointee(
-        GatewayState::build(config).map_err(ServeError::Setup)?,
+        GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
     ));
+    revocations.watch();
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();

@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::identity::SpoofFilter;
 use crate::metrics::RouteMetrics;
+use crate::revocation::RevocationStore;
 use crate::routing::RouteTable;
 use crate::upstream::UpstreamPool;
+use crate::verify::Authenticator;
 
 /// What a route needs at request time besides its config.
 #[derive(Debug)]
@@ -20,7 +23,6 @@ pub struct RouteRuntime {
 }
 
 /// Everything compiled from one config load.
-#[derive(Debug)]
 pub struct GatewayState {
     pub config: Config,
     pub table: RouteTable,
@@ -29,12 +31,24 @@ pub struct GatewayState {
     /// Metrics of requests that matched no route (`route="none"`).
     pub unrouted: RouteMetrics,
     pub spoof_filter: SpoofFilter,
+    /// Key stores (one per issuer, in config order) and the verified-token cache.
+    pub authenticator: Arc<Authenticator>,
+    /// Shared by every load: the file is watched independently of the config.
+    pub revocations: Arc<RevocationStore>,
+    pub audit: AuditLog,
 }
 
 impl GatewayState {
-    /// Compiles the request-time structures: the route table, resolved upstream
-    /// addresses and per-route metric handles. Fails when an upstream name does not resolve.
-    pub fn build(config: Config) -> Result<GatewayState, String> {
+    /// Compiles the request-time structures: the route table, resolved upstream addresses,
+    /// per-route metric handles, key stores and the audit writer. With `previous`, issuers
+    /// whose settings did not change keep their keys and cached tokens, and an unchanged
+    /// audit output keeps its writer. Fails when an upstream name does not resolve or the
+    /// audit file cannot be opened.
+    pub fn build(
+        config: Config,
+        previous: Option<&GatewayState>,
+        revocations: Arc<RevocationStore>,
+    ) -> Result<GatewayState, String> {
         let routes = config
             .routes
             .iter()
@@ -47,23 +61,33 @@ impl GatewayState {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let audit = match previous {
+            Some(previous) if previous.config.audit == config.audit => previous.audit.clone(),
+            _ => AuditLog::start(&config.audit)?,
+        };
+        let capacity = config.server.token_cache_entries;
+        let authenticator = Arc::new(match previous {
+            Some(previous) => previous.authenticator.reload(&config.issuers, capacity),
+            None => Authenticator::new(&config.issuers, capacity),
+        });
+        revocations.set_path(config.revocation_file.clone());
         Ok(GatewayState {
             table: RouteTable::new(&config.routes),
             routes,
             unrouted: RouteMetrics::new("none"),
             spoof_filter: SpoofFilter::new(config.issuers.iter().map(|issuer| issuer.as_ref())),
+            authenticator,
+            revocations,
+            audit,
             config,
         })
+    }
+
+    /// Whether the issuer at `index` has usable keys.
+    pub fn issuer_has_keys(&self, index: usize) -> bool {
+        self.authenticator.has_keys(index)
     }
 }
 
 /// The live state, shared by the proxy, the admin listener and the reloader.
 pub type SharedState = Arc<ArcSwap<GatewayState>>;
-
-impl GatewayState {
-    /// Whether the issuer at `index` has usable keys. Until token verification is wired
-    /// in, no issuer does: an authenticated route answers 503 and `/readyz` says why.
-    pub fn issuer_has_keys(&self, _index: usize) -> bool {
-        false
-    }
-}

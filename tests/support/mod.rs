@@ -3,6 +3,8 @@
 //! exactly the bytes a test asks for (no path normalisation, duplicate headers allowed).
 #![allow(dead_code)]
 
+pub mod issuer;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
