@@ -27,3 +27,4 @@ pub mod state;
 pub mod token_cache;
 pub mod upstream;
 pub mod verify;
+pub mod reload;

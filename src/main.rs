@@ -28,6 +28,9 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config/jobgate.toml")]
         config: PathBuf,
+        /// Also reload when the config file changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
     },
     /// Run the gateway, an embedded OIDC issuer and an echo upstream on loopback, offline.
     Demo(jobgate::demo::DemoArgs),
@@ -79,7 +82,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, watch } => {
             init_logging();
             let loaded = match jobgate::config::load(&config) {
                 Ok(loaded) => loaded,
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            match jobgate::server::serve(loaded, &config) {
+            match jobgate::server::serve(loaded, &config, watch) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("jobgate: {error}");

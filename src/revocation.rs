@@ -110,15 +110,17 @@ fn parse_entry(table: &toml::Table) -> Result<Revocation, String> {
     })
 }
 
-/// What identifies a version of the file on disk.
+/// What identifies a version of a file on disk: a save by rename changes the inode even
+/// when time and size happen to match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
+pub struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
+/// The file's current stamp; `None` when it cannot be read.
+pub fn file_stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
     Some(FileStamp {
@@ -170,7 +172,7 @@ impl RevocationStore {
             self.list.store(Arc::new(RevocationList::default()));
             return;
         };
-        let current = stamp(path);
+        let current = file_stamp(path);
         {
             let Ok(mut last) = self.last_stamp.lock() else {
                 return;

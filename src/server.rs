@@ -10,12 +10,14 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::ServiceWithDependents;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::proxy::Gateway;
+use crate::reload::Reloader;
 use crate::revocation::RevocationStore;
 use crate::state::{GatewayState, SharedState};
 
@@ -96,7 +98,19 @@ fn pingora_conf(config: &Config) -> ServerConf {
 }
 
 /// Runs the gateway until a shutdown signal. Returns once the server has stopped.
-pub fn serve(config: Config, config_path: &Path) -> Result<(), ServeError> {
+/// `watch`: also reload when the config file changes (SIGHUP always reloads).
+pub fn serve(config: Config, config_path: &Path, watch: bool) -> Result<(), ServeError> {
+    serve_with(config, config_path, watch, Vec::new())
+}
+
+/// [`serve`], with extra Pingora services in the same server (the demo's issuer and echo
+/// upstream), so one signal stops them all.
+pub fn serve_with(
+    config: Config,
+    config_path: &Path,
+    watch: bool,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+) -> Result<(), ServeError> {
     for warning in &config.warnings {
         tracing::warn!(
             "{}:{}:{}: {}",
@@ -117,6 +131,11 @@ pub fn serve(config: Config, config_path: &Path) -> Result<(), ServeError> {
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
     ));
     revocations.watch();
+    Reloader {
+        state: Arc::clone(&state),
+        path: config_path.to_path_buf(),
+    }
+    .spawn(watch);
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
@@ -147,6 +166,9 @@ pub fn serve(config: Config, config_path: &Path) -> Result<(), ServeError> {
     admin.add_tcp(&admin_listen);
     server.add_service(proxy);
     server.add_service(admin);
+    for service in extra {
+        server.add_boxed_service(service);
+    }
 
     tracing::info!(listen = ?listen, admin = %admin_listen, "jobgate serving");
     server.run(RunArgs {
