@@ -28,3 +28,4 @@ pub mod token_cache;
 pub mod upstream;
 pub mod verify;
 pub mod reload;
+pub mod tls;

@@ -249,6 +249,8 @@ impl ProxyHttp for Gateway {
         http_peer.options.total_connection_timeout = Some(route.timeout);
         http_peer.options.read_timeout = Some(route.timeout);
         http_peer.options.write_timeout = Some(route.timeout);
+        http_peer.options.ca = runtime.upstream_ca.clone();
+        http_peer.group_key = runtime.pool_group;
         Ok(Box::new(http_peer))
     }
 

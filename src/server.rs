@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::ServiceWithDependents;
@@ -149,15 +150,20 @@ pub fn serve_with(
         gateway,
         "jobgate proxy",
     );
+    if let Some(files) = &tls {
+        crate::tls::check_listener_files(&files.cert, &files.key).map_err(ServeError::Setup)?;
+    }
     for address in &listen {
         match &tls {
             Some(files) => {
                 let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
                     return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
                 };
-                proxy
-                    .add_tls(address, cert, key)
+                let mut settings = TlsSettings::intermediate(cert, key)
                     .map_err(|e| ServeError::Setup(format!("TLS listener {address}: {e}")))?;
+                // HTTP/2 and HTTP/1.1, by ALPN.
+                settings.enable_h2();
+                proxy.add_tls_with_settings(address, None, settings);
             }
             None => proxy.add_tcp(address),
         }

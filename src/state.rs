@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pingora::utils::tls::WrappedX509;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
@@ -16,10 +17,15 @@ use crate::upstream::UpstreamPool;
 use crate::verify::Authenticator;
 
 /// What a route needs at request time besides its config.
-#[derive(Debug)]
 pub struct RouteRuntime {
     pub upstreams: UpstreamPool,
     pub metrics: RouteMetrics,
+    /// The route's `upstream_ca`, loaded once per config load.
+    pub upstream_ca: Option<Arc<[WrappedX509]>>,
+    /// Keeps connections verified against different CAs in different pools: Pingora's
+    /// connection-reuse hash does not include the peer's CA, so without this a connection
+    /// verified with one route's CA could be reused by a route that must not trust it.
+    pub pool_group: u64,
 }
 
 /// Everything compiled from one config load.
@@ -55,9 +61,18 @@ impl GatewayState {
             .map(|route| {
                 let upstreams = UpstreamPool::resolve(&route.upstreams)
                     .map_err(|error| format!("route {:?}: {error}", route.name))?;
+                let upstream_ca = route
+                    .upstream_ca
+                    .as_deref()
+                    .map(crate::tls::load_ca)
+                    .transpose()
+                    .map_err(|error| format!("route {:?}: upstream_ca: {error}", route.name))?;
+                let pool_group = upstream_ca.as_deref().map_or(0, ca_fingerprint);
                 Ok(RouteRuntime {
                     upstreams,
                     metrics: RouteMetrics::new(&route.name),
+                    upstream_ca,
+                    pool_group,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -87,6 +102,16 @@ impl GatewayState {
     pub fn issuer_has_keys(&self, index: usize) -> bool {
         self.authenticator.has_keys(index)
     }
+}
+
+/// A stable, non-zero identity of a CA list (zero is the pool of system-root connections).
+fn ca_fingerprint(certificates: &[WrappedX509]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for certificate in certificates {
+        certificate.borrow_raw_cert().hash(&mut hasher);
+    }
+    hasher.finish().max(1)
 }
 
 /// The live state, shared by the proxy, the admin listener and the reloader.

@@ -110,6 +110,10 @@ async fn echo(
     hits: &AtomicUsize,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
+    if request.uri().path().starts_with("/slow") {
+        // A slow upstream, for drain and timeout tests.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
     let method = request.method().to_string();
     let uri = request.uri().to_string();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -1,0 +1,282 @@
+//! Operating the real binary: hot reload on SIGHUP, TLS termination (HTTP/1.1 and HTTP/2),
+//! https upstreams with a private CA, and a SIGTERM drain (SPEC §7).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use support::{EchoUpstream, Jobgate, free_port, get};
+
+fn public_route(name: &str, prefix: &str, upstream: &str) -> String {
+    format!(
+        "[[route]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\nauth = false\n\n"
+    )
+}
+
+fn server_section(port: u16, admin: u16) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\ngrace_period = \"5s\"\n\n"
+    )
+}
+
+#[test]
+fn sighup_with_a_valid_config_changes_routing_without_failing_a_request() {
+    let old = EchoUpstream::start("old");
+    let new = EchoUpstream::start("new");
+    let (port, admin) = (free_port(), free_port());
+    let gateway = Jobgate::start_raw(
+        &format!(
+            "{}{}",
+            server_section(port, admin),
+            public_route("api", "/", &old.url())
+        ),
+        port,
+        admin,
+    );
+    let addr = gateway.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served_new = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let stop = Arc::clone(&stop);
+        let served_new = Arc::clone(&served_new);
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while (statuses.len() < 1000 || !stop.load(Ordering::SeqCst))
+                && Instant::now() < deadline
+            {
+                let response = get(addr, "/item");
+                if response.status == 200 && response.json()["upstream"] == "new" {
+                    served_new.fetch_add(1, Ordering::SeqCst);
+                }
+                statuses.push(response.status);
+            }
+            statuses
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        &gateway.config_path,
+        format!(
+            "{}{}",
+            server_section(port, admin),
+            public_route("api", "/", &new.url())
+        ),
+    )
+    .expect("rewrite config");
+    gateway.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_new.load(Ordering::SeqCst) < 50 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let statuses = load.join().expect("load thread");
+    let failures = statuses.iter().filter(|status| **status != 200).count();
+    assert!(statuses.len() >= 1000, "only {} requests", statuses.len());
+    assert_eq!(
+        failures,
+        0,
+        "{failures} of {} requests failed across the reload",
+        statuses.len()
+    );
+    assert!(
+        served_new.load(Ordering::SeqCst) >= 50,
+        "routing did not change"
+    );
+    assert!(old.hits() > 0);
+    assert_eq!(
+        gateway.metric(r#"jobgate_config_reloads_total{result="ok"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn sighup_with_an_invalid_config_keeps_the_old_one_and_counts_the_error() {
+    let upstream = EchoUpstream::start("kept");
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "{}{}",
+        server_section(port, admin),
+        public_route("api", "/", &upstream.url())
+    );
+    let gateway = Jobgate::start_raw(&config, port, admin);
+    let sha_before = metrics_page(&gateway);
+    std::fs::write(
+        &gateway.config_path,
+        format!("{config}\n[[route]]\nname = \"broken\"\nupstrem = 1\n"),
+    )
+    .expect("rewrite config");
+    gateway.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.metric(r#"jobgate_config_reloads_total{result="error"}"#) != Some(1.0) {
+        assert!(Instant::now() < deadline, "reload error not counted");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let response = get(gateway.addr, "/still");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["upstream"], "kept");
+    let info = |page: &str| {
+        page.lines()
+            .find(|line| line.starts_with("jobgate_config_info{"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        info(&metrics_page(&gateway)),
+        info(&sha_before),
+        "live config changed"
+    );
+}
+
+fn metrics_page(gateway: &Jobgate) -> String {
+    String::from_utf8_lossy(&get(gateway.admin, "/metrics").body).into_owned()
+}
+
+/// A CA and a certificate for `localhost`/127.0.0.1 signed by it, written as PEM files.
+struct TestPki {
+    ca_pem: String,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    ca_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn test_pki() -> TestPki {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&cert_path, leaf.pem()).expect("write cert");
+    std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write key");
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write CA");
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        cert_path,
+        key_path,
+        ca_path,
+        _dir: dir,
+    }
+}
+
+fn start_tls_gateway(pki: &TestPki, upstream: &str) -> Jobgate {
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        public_route("api", "/", upstream)
+    );
+    Jobgate::start_raw(&config, port, admin)
+}
+
+fn tls_client(pki: &TestPki, http1_only: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA pem");
+    let builder = reqwest::Client::builder();
+    let builder = if http1_only {
+        builder.http1_only()
+    } else {
+        builder
+    };
+    builder
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn tls_listener_serves_http1_and_http2() {
+    let pki = test_pki();
+    let upstream = EchoUpstream::start("behind-tls");
+    let gateway = start_tls_gateway(&pki, &upstream.url());
+    let url = format!("https://localhost:{}/hello", gateway.addr.port());
+    runtime().block_on(async {
+        let http1 = tls_client(&pki, true)
+            .get(&url)
+            .send()
+            .await
+            .expect("HTTP/1.1 over TLS");
+        assert_eq!(http1.status(), 200);
+        assert_eq!(http1.version(), reqwest::Version::HTTP_11);
+        let body = http1.bytes().await.expect("body");
+        let echo: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
+
+        let http2 = tls_client(&pki, false)
+            .get(&url)
+            .send()
+            .await
+            .expect("HTTP/2 over TLS");
+        assert_eq!(http2.status(), 200);
+        assert_eq!(http2.version(), reqwest::Version::HTTP_2);
+    });
+}
+
+#[test]
+fn https_upstream_is_verified_against_the_route_ca() {
+    let pki = test_pki();
+    let origin = EchoUpstream::start("origin");
+    // A TLS-terminating jobgate plays the https upstream.
+    let tls_upstream = start_tls_gateway(&pki, &origin.url());
+    let upstream_url = format!("https://localhost:{}", tls_upstream.addr.port());
+    let trusted = format!(
+        "[[route]]\nname = \"trusted\"\npath_prefix = \"/trusted\"\nupstream = \"{upstream_url}\"\nupstream_ca = \"{}\"\nauth = false\n\n",
+        pki.ca_path.display()
+    );
+    let untrusted = public_route("untrusted", "/untrusted", &upstream_url);
+    let gateway = Jobgate::start(&format!("{trusted}{untrusted}"));
+    // The trusted route first, so that a pooled connection exists when the untrusted
+    // route asks: it must not be reused across trust settings.
+    for _ in 0..2 {
+        let response = get(gateway.addr, "/trusted/x");
+        assert_eq!(
+            response.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        assert_eq!(response.json()["upstream"], "origin");
+        let refused = get(gateway.addr, "/untrusted/x");
+        assert_eq!(refused.status, 502, "an unknown CA must not be trusted");
+        assert_eq!(refused.json()["reason"], "upstream_unreachable");
+    }
+}
+
+#[test]
+fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
+    let upstream = EchoUpstream::start("slow");
+    let mut gateway = Jobgate::start(&public_route("api", "/", &upstream.url()));
+    let addr = gateway.addr;
+    let in_flight = std::thread::spawn(move || get(addr, "/slow/request"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upstream.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gateway.signal("TERM");
+    let response = in_flight.join().expect("request thread");
+    assert_eq!(response.status, 200, "the in-flight request was cut off");
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
+}
