@@ -10,8 +10,7 @@ use crate::claims::{ClaimValue, Claims};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
-/// The derived claim `job_url` (SPEC §4): a link to the exact job that made the request.
-pub const JOB_URL: &str = "job_url";
+pub use crate::config::validate::JOB_URL;
 
 /// `{server_url}/{repository}/actions/runs/{run_id}/job/{check_run_id}`, when the token
 /// has all three claims.
