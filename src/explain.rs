@@ -28,7 +28,7 @@ use crate::policy::{self, PolicyDecision, RuleKind, RuleReport};
 use crate::refusal::Reason;
 use crate::revocation::RevocationList;
 use crate::routing::{RouteTable, normalise_path};
-use crate::verify::{parse_header, split_token};
+use crate::verify::{TokenTimes, claim_times, parse_header, split_token};
 
 /// Exit status for a bad config, bad usage or a token that cannot be decoded (SPEC §1).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -610,7 +610,7 @@ fn token_checks(
             None => "NOT checked: the issuer's keys are not fetched offline".to_owned(),
         },
     ));
-    let times = claim_types(&token.payload);
+    let times = claim_times(&token.payload);
     checks.push(match &times {
         Ok(_) => Check::pass(
             "claims",
@@ -717,58 +717,9 @@ fn header_check(issuer: &IssuerConfig, token: &DecodedToken) -> Check {
 }
 
 /// `exp`, `iat` and `nbf` as whole seconds, once their types are known good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Times {
-    exp: u64,
-    iat: u64,
-    nbf: Option<u64>,
-}
-
-/// A NumericDate as `verify` reads it (RFC 7519 §2): any JSON number, as whole seconds;
-/// negative is 0; huge saturates.
-fn numeric_date(value: &Value) -> Option<u64> {
-    let Value::Number(number) = value else {
-        return None;
-    };
-    if let Some(seconds) = number.as_u64() {
-        return Some(seconds);
-    }
-    if number.as_i64().is_some() {
-        return Some(0);
-    }
-    number.as_f64().map(|seconds| seconds.floor() as u64)
-}
-
-/// The claim-type rules of SPEC §3 step 6 (`malformed_token`), as `verify` applies them
-/// after the signature: `iss`, `sub`, `jti` strings; `aud` a string or list of strings;
-/// `exp` and `iat` required NumericDates; `nbf` optional.
-fn claim_types(payload: &Map<String, Value>) -> Result<Times, String> {
-    for name in ["iss", "sub", "jti"] {
-        if !matches!(payload.get(name), None | Some(Value::String(_))) {
-            return Err(format!("{name} must be a string"));
-        }
-    }
-    match payload.get("aud") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-        Some(_) => return Err("aud must be a string or a list of strings".to_owned()),
-    }
-    let date = |name: &str| match payload.get(name) {
-        None => Err(format!("{name} is missing")),
-        Some(value) => numeric_date(value).ok_or(format!("{name} is not a number")),
-    };
-    let exp = date("exp")?;
-    let iat = date("iat")?;
-    let nbf = match payload.get("nbf") {
-        None => None,
-        Some(_) => Some(date("nbf")?),
-    };
-    Ok(Times { exp, iat, nbf })
-}
-
 /// SPEC §3 step 6's time rules with the issuer's leeway, exactly as
 /// `verify::check_request` applies them (a unit test holds the two together).
-fn time_checks(times: &Times, issuer: &IssuerConfig, now: u64) -> Vec<Check> {
+fn time_checks(times: &TokenTimes, issuer: &IssuerConfig, now: u64) -> Vec<Check> {
     let leeway = issuer.leeway.as_secs();
     let slack = format!("leeway {}", duration_text(leeway));
     let mut checks = Vec::with_capacity(4);
@@ -1500,7 +1451,7 @@ auth = false
                             VerifiedToken::for_tests(claims.clone(), None, at(exp), at(iat));
                         verified.nbf = nbf.map(at);
                         let gateway = check_request(&verified, issuer, AUD, now).err();
-                        let times = Times {
+                        let times = TokenTimes {
                             exp: at(exp),
                             iat: at(iat),
                             nbf: nbf.map(at),
@@ -1519,7 +1470,7 @@ auth = false
     #[test]
     fn claim_types_follow_the_gateway() {
         let types = |overrides: Value| {
-            claim_types(payload(overrides).as_object().expect("object")).map(|_| ())
+            claim_times(payload(overrides).as_object().expect("object")).map(|_| ())
         };
         assert_eq!(types(json!({})), Ok(()));
         assert_eq!(types(json!({"aud": ["a", "b"], "exp": 1.5e9})), Ok(()));

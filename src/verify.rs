@@ -254,7 +254,7 @@ pub fn check_signature(
 }
 
 /// A NumericDate (RFC 7519 §2): any JSON number, as whole seconds; negative is 0.
-fn numeric_date(value: &Value) -> Option<u64> {
+pub fn numeric_date(value: &Value) -> Option<u64> {
     let Value::Number(number) = value else {
         return None;
     };
@@ -268,38 +268,54 @@ fn numeric_date(value: &Value) -> Option<u64> {
     number.as_f64().map(|seconds| seconds.floor() as u64)
 }
 
+/// The registered times of a token, read from its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTimes {
+    pub exp: u64,
+    pub iat: u64,
+    pub nbf: Option<u64>,
+}
+
+/// The claim-type rules of SPEC §3 step 6 (`malformed_token` when broken): `iss`, `sub`,
+/// `jti` strings when present; `aud` a string or a list of strings; `exp` and `iat`
+/// required NumericDates; `nbf` optional. The error names the broken claim, for `explain`.
+pub fn claim_times(object: &serde_json::Map<String, Value>) -> Result<TokenTimes, String> {
+    for name in ["iss", "sub", "jti"] {
+        if !matches!(object.get(name), None | Some(Value::String(_))) {
+            return Err(format!("{name} must be a string"));
+        }
+    }
+    match object.get("aud") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err("aud must be a string or a list of strings".to_owned()),
+    }
+    let date = |name: &str| match object.get(name) {
+        None => Err(format!("{name} is missing")),
+        Some(value) => numeric_date(value).ok_or(format!("{name} is not a number")),
+    };
+    let exp = date("exp")?;
+    let iat = date("iat")?;
+    let nbf = match object.get("nbf") {
+        None => None,
+        Some(_) => Some(date("nbf")?),
+    };
+    Ok(TokenTimes { exp, iat, nbf })
+}
+
 /// The checks after the signature that depend on the token alone: claim types
 /// (`malformed_token`), then `iss` (`wrong_issuer`).
-fn parse_claims(
-    payload: &str,
-    issuer: &IssuerConfig,
-) -> Result<(Claims, u64, u64, Option<u64>), Reason> {
+fn parse_claims(payload: &str, issuer: &IssuerConfig) -> Result<(Claims, TokenTimes), Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Reason::MalformedToken)?;
     let object: serde_json::Map<String, Value> =
         serde_json::from_slice(&bytes).map_err(|_| Reason::MalformedToken)?;
-    let string_or_absent = |name: &str| matches!(object.get(name), None | Some(Value::String(_)));
-    if !string_or_absent("iss") || !string_or_absent("sub") || !string_or_absent("jti") {
-        return Err(Reason::MalformedToken);
-    }
-    match object.get("aud") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-        Some(_) => return Err(Reason::MalformedToken),
-    }
-    let date = |name: &str| object.get(name).map(numeric_date);
-    let exp = date("exp").flatten().ok_or(Reason::MalformedToken)?;
-    let iat = date("iat").flatten().ok_or(Reason::MalformedToken)?;
-    let nbf = match date("nbf") {
-        None => None,
-        Some(Some(nbf)) => Some(nbf),
-        Some(None) => return Err(Reason::MalformedToken),
-    };
+    let times = claim_times(&object).map_err(|_| Reason::MalformedToken)?;
     if object.get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
         return Err(Reason::WrongIssuer);
     }
-    Ok((Claims::from_json_object(&object), exp, iat, nbf))
+    Ok((Claims::from_json_object(&object), times))
 }
 
 /// Verifies a token with a key chosen for it: signature, claim types, `iss`. What the
@@ -312,13 +328,13 @@ pub fn verify_with_key(
     parts: &TokenParts<'_>,
 ) -> Result<VerifiedToken, Reason> {
     check_signature(parts, key, header.alg)?;
-    let (claims, exp, iat, nbf) = parse_claims(parts.payload, issuer)?;
+    let (claims, times) = parse_claims(parts.payload, issuer)?;
     Ok(VerifiedToken {
         claims,
         kid: header.kid.as_deref().map(Into::into),
-        exp,
-        iat,
-        nbf,
+        exp: times.exp,
+        iat: times.iat,
+        nbf: times.nbf,
         issuer_id,
         key_fingerprint: *key.fingerprint(),
     })
