@@ -105,7 +105,13 @@ fn benches(c: &mut Criterion) {
 
     let issuer_config = Arc::clone(&config.issuers[0]);
     c.bench_function("identity_headers_github", |b| {
-        b.iter(|| black_box(identity_headers(&issuer_config, black_box(&claim_set), "deploy")))
+        b.iter(|| {
+            black_box(identity_headers(
+                &issuer_config,
+                black_box(&claim_set),
+                "deploy",
+            ))
+        })
     });
 
     // The whole authorize step, with a key store that serves a fixed key set.
@@ -122,7 +128,10 @@ fn benches(c: &mut Criterion) {
         issuer::Signer::Key(&key),
     );
     let authenticator = Authenticator::from_stores(
-        vec![Arc::new(KeyStore::with_keys(Arc::clone(&issuer_config), keys))],
+        vec![Arc::new(KeyStore::with_keys(
+            Arc::clone(&issuer_config),
+            keys,
+        ))],
         Arc::new(TokenCache::new(1_000)),
     );
     let mut state = GatewayState::build(config, None, Arc::new(RevocationStore::default()))
@@ -132,7 +141,7 @@ fn benches(c: &mut Criterion) {
     let auth = route.auth.as_ref().expect("authenticated route");
     let header = format!("Bearer {token}");
     let now = issuer::now();
-    let decide = || poll_once(authorize(&state, route, auth, [header.as_bytes()], now));
+    let decide = || poll_once(authorize(&state, auth, [header.as_bytes()], now));
     assert!(decide().is_ok(), "the bench token must be allowed");
     c.bench_function("authorize_cached_token", |b| b.iter(|| black_box(decide())));
 }

@@ -5,11 +5,8 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue};
-
 use crate::audit::AuditIdentity;
-use crate::config::{Mode, RouteAuth, RouteConfig};
-use crate::identity::identity_headers;
+use crate::config::{IssuerConfig, Mode, RouteAuth};
 use crate::policy::{self, RuleRef};
 use crate::refusal::Reason;
 use crate::state::GatewayState;
@@ -18,13 +15,14 @@ use crate::verify::{AuthError, VerifiedToken, extract_bearer, unverified_claims}
 /// Let the request through.
 #[derive(Debug)]
 pub struct Allowed {
+    /// Its identity headers are already built and known to be forwardable
+    /// ([`VerifiedToken::identity_headers`]).
     pub token: Arc<VerifiedToken>,
+    pub issuer: Arc<IssuerConfig>,
     /// The allow rule that admitted it; `None` in shadow mode when no rule did.
     pub rule: Option<RuleRef>,
     /// Shadow mode only: the rules would have refused the request.
     pub would_deny: bool,
-    /// Identity headers to set on the upstream request.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Refuse the request.
@@ -51,7 +49,6 @@ impl Refused {
 /// `now` is Unix seconds.
 pub async fn authorize<'a>(
     state: &GatewayState,
-    route: &RouteConfig,
     auth: &RouteAuth,
     authorization: impl IntoIterator<Item = &'a [u8]>,
     now: u64,
@@ -112,12 +109,13 @@ pub async fn authorize<'a>(
     if would_deny && auth.mode == Mode::Enforce {
         return Err(refused(Reason::PolicyDenied, decision.rule()));
     }
-    let headers = identity_headers(issuer, claims, &route.name)
-        .map_err(|reason| refused(reason, decision.rule()))?;
+    if let Err(reason) = verified.identity_headers(issuer) {
+        return Err(refused(reason, decision.rule()));
+    }
     Ok(Allowed {
         rule: decision.rule(),
         would_deny,
-        headers,
+        issuer: Arc::clone(issuer),
         token: verified,
     })
 }

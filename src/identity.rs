@@ -45,7 +45,12 @@ fn forwardable(value: &str) -> Result<HeaderValue, Reason> {
 
 const ISSUER_HEADER: HeaderName = HeaderName::from_static("x-jobgate-issuer");
 const SUBJECT_HEADER: HeaderName = HeaderName::from_static("x-jobgate-subject");
-const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-jobgate-route");
+/// Set on every authenticated request; its value is built once per route.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-jobgate-route");
+
+/// Header name/value pairs, ready to set on the upstream request. Values share their bytes,
+/// so cloning them per request costs a reference count, not a copy.
+pub type IdentityHeaders = Box<[(HeaderName, HeaderValue)]>;
 
 /// The identity headers for a verified token on a route: the issuer's table (absent
 /// claims set nothing) and, always, `X-Jobgate-Issuer`, `-Subject` and `-Route`.
@@ -54,6 +59,17 @@ pub fn identity_headers(
     issuer: &IssuerConfig,
     claims: &Claims,
     route: &str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
+    let mut headers = token_headers(issuer, claims)?;
+    headers.push((ROUTE_HEADER, forwardable(route)?));
+    Ok(headers)
+}
+
+/// What [`identity_headers`] gives that depends on the token alone (everything but the
+/// route header), so that it can be built once per verified token.
+pub fn token_headers(
+    issuer: &IssuerConfig,
+    claims: &Claims,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
     let mut headers = Vec::with_capacity(issuer.headers.len() + 3);
     for (name, claim) in &issuer.headers {
@@ -71,8 +87,12 @@ pub fn identity_headers(
             headers.push((name, forwardable(&value)?));
         }
     }
-    headers.push((ROUTE_HEADER, forwardable(route)?));
     Ok(headers)
+}
+
+/// The `X-Jobgate-Route` value of a route, built once per config load.
+pub fn route_header_value(route: &str) -> Result<HeaderValue, Reason> {
+    forwardable(route)
 }
 
 /// Header-name prefixes that only jobgate may set.

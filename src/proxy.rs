@@ -18,6 +18,7 @@ use pingora::{ErrorSource, ErrorType};
 use crate::audit::{AuditIdentity, AuditRecord};
 use crate::authorize::{Allowed, authorize};
 use crate::clock::unix_now;
+use crate::identity::ROUTE_HEADER;
 use crate::metrics::{RouteMetrics, UpstreamClass};
 use crate::policy::RuleRef;
 use crate::refusal::{Outcome, Reason, RefusalResponse, is_grpc};
@@ -196,11 +197,11 @@ impl ProxyHttp for Gateway {
             .iter()
             .map(|value| value.as_bytes());
         let now = u64::try_from(unix_now()).unwrap_or(0);
-        match authorize(&state, route, auth, authorization, now).await {
+        match authorize(&state, auth, authorization, now).await {
             Ok(allowed) => {
                 ctx.identity = AuditIdentity::Verified {
                     token: Arc::clone(&allowed.token),
-                    issuer: Arc::clone(&state.config.issuers[auth.issuer]),
+                    issuer: Arc::clone(&allowed.issuer),
                 };
                 ctx.rule = allowed.rule;
                 if allowed.would_deny {
@@ -274,16 +275,22 @@ impl ProxyHttp for Gateway {
         }
         upstream_request
             .insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
-        if let Some(allowed) = ctx.allowed.as_mut() {
-            for (name, value) in allowed.headers.drain(..) {
-                upstream_request.insert_header(name, value)?;
-            }
-            let strip = ctx
+        if let Some(allowed) = &ctx.allowed {
+            let runtime = ctx.route.and_then(|index| ctx.state.routes.get(index));
+            let auth = ctx
                 .route
                 .and_then(|index| ctx.state.config.routes.get(index))
-                .and_then(|route| route.auth.as_ref())
-                .is_none_or(|auth| auth.strip_authorization);
-            if strip {
+                .and_then(|route| route.auth.as_ref());
+            // Built and checked in `authorize`; here only reference-counted copies.
+            if let Ok(headers) = allowed.token.identity_headers(&allowed.issuer) {
+                for (name, value) in headers.iter() {
+                    upstream_request.insert_header(name.clone(), value.clone())?;
+                }
+            }
+            if let Some(runtime) = runtime {
+                upstream_request.insert_header(ROUTE_HEADER, runtime.route_header.clone())?;
+            }
+            if auth.is_none_or(|auth| auth.strip_authorization) {
                 upstream_request.remove_header(&http::header::AUTHORIZATION);
             }
         }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use pingora::utils::tls::WrappedX509;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::identity::SpoofFilter;
+use crate::identity::{SpoofFilter, route_header_value};
 use crate::metrics::RouteMetrics;
 use crate::revocation::RevocationStore;
 use crate::routing::RouteTable;
@@ -26,6 +27,8 @@ pub struct RouteRuntime {
     /// connection-reuse hash does not include the peer's CA, so without this a connection
     /// verified with one route's CA could be reused by a route that must not trust it.
     pub pool_group: u64,
+    /// `X-Jobgate-Route` for this route.
+    pub route_header: HeaderValue,
 }
 
 /// Everything compiled from one config load.
@@ -68,11 +71,18 @@ impl GatewayState {
                     .transpose()
                     .map_err(|error| format!("route {:?}: upstream_ca: {error}", route.name))?;
                 let pool_group = upstream_ca.as_deref().map_or(0, ca_fingerprint);
+                let route_header = route_header_value(&route.name).map_err(|_| {
+                    format!(
+                        "route {:?}: the name must be visible ASCII to be sent as X-Jobgate-Route",
+                        route.name
+                    )
+                })?;
                 Ok(RouteRuntime {
                     upstreams,
                     metrics: RouteMetrics::new(&route.name),
                     upstream_ca,
                     pool_group,
+                    route_header,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use base64::Engine;
@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::claims::{ClaimValue, Claims};
 use crate::config::IssuerConfig;
+use crate::identity::{IdentityHeaders, token_headers};
 use crate::jwks::{KeyChoice, VerifyingKey};
 use crate::keys::KeyStore;
 use crate::metrics::metrics;
@@ -115,11 +116,24 @@ pub struct VerifiedToken {
     issuer_id: u64,
     /// Which key verified it (see `VerifyingKey::fingerprint`).
     key_fingerprint: [u8; 32],
+    /// The identity headers of the issuer's table, built on first use: a job calling many
+    /// times pays for them once, like for its signature.
+    headers: OnceLock<Result<IdentityHeaders, Reason>>,
 }
 
 impl VerifiedToken {
     pub fn issuer_id(&self) -> u64 {
         self.issuer_id
+    }
+
+    /// The identity headers this token gives (SPEC §4), except `X-Jobgate-Route`. Cached:
+    /// a cached token belongs to one issuer's key store, and a store is replaced whenever
+    /// its issuer's settings (header table included) change.
+    pub fn identity_headers(&self, issuer: &IssuerConfig) -> Result<&IdentityHeaders, Reason> {
+        self.headers
+            .get_or_init(|| token_headers(issuer, &self.claims).map(Into::into))
+            .as_ref()
+            .map_err(|reason| *reason)
     }
 
     #[cfg(test)]
@@ -132,6 +146,7 @@ impl VerifiedToken {
             nbf: None,
             issuer_id: 0,
             key_fingerprint: [0; 32],
+            headers: OnceLock::new(),
         }
     }
 }
@@ -337,6 +352,7 @@ pub fn verify_with_key(
         nbf: times.nbf,
         issuer_id,
         key_fingerprint: *key.fingerprint(),
+        headers: OnceLock::new(),
     })
 }
 
