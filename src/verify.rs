@@ -226,6 +226,12 @@ pub fn parse_header<'a>(
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Reason::MalformedToken);
     }
+    // serde skips the members `RawHeader` does not read without checking their bytes or
+    // escapes; the whole header must be valid JSON text (UTF-8, no lone surrogates), so it
+    // is parsed once in full. Only a cache miss gets here: the cost sits beside a signature.
+    if serde_json::from_slice::<Value>(&bytes).is_err() {
+        return Err(Reason::MalformedToken);
+    }
     // Duplicate `alg`, `kid` or `crit` members are an error here, not "last one wins".
     let raw: RawHeader<'_> = serde_json::from_slice(&bytes).map_err(|_| Reason::MalformedToken)?;
     let alg_name = raw.alg.ok_or(Reason::MalformedToken)?;
@@ -318,13 +324,47 @@ pub fn claim_times(object: &serde_json::Map<String, Value>) -> Result<TokenTimes
     Ok(TokenTimes { exp, iat, nbf })
 }
 
+/// A JSON object whose member names are unique. RFC 7519 §4 lets a parser take the last
+/// of duplicate claims; another reader (an upstream given the token, a log pipeline) may
+/// take the first, and then `aud = [theirs, ours]` means two different things. Refused.
+struct UniqueObject(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = UniqueObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with unique member names")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if object.contains_key(&name) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    let value: Value = map.next_value()?;
+                    object.insert(name, value);
+                }
+                Ok(UniqueObject(object))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// The checks after the signature that depend on the token alone: claim types
 /// (`malformed_token`), then `iss` (`wrong_issuer`).
 fn parse_claims(payload: &str, issuer: &IssuerConfig) -> Result<(Claims, TokenTimes), Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Reason::MalformedToken)?;
-    let object: serde_json::Map<String, Value> =
+    let UniqueObject(object) =
         serde_json::from_slice(&bytes).map_err(|_| Reason::MalformedToken)?;
     let times = claim_times(&object).map_err(|_| Reason::MalformedToken)?;
     if object.get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
