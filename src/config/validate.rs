@@ -469,27 +469,12 @@ fn compile_revocation(
 // [[issuer]]
 
 fn compile_issuers(sections: &[IssuerSection], d: &mut Diagnostics) -> Vec<IssuerConfig> {
-    let mut first_line: HashMap<&str, usize> = HashMap::new();
-    for section in sections {
-        let name = &section.name;
-        if name.get_ref().is_empty() {
-            d.error(
-                &name.span(),
-                "issuer `name` is empty; give it a short unique name, e.g. \"github\"",
-            );
-        } else if let Some(line) = first_line.get(name.get_ref().as_str()) {
-            d.error(
-                &name.span(),
-                format!(
-                    "duplicate issuer name \"{}\" (first used on line {line}); give each \
-                     [[issuer]] a unique name",
-                    name.get_ref()
-                ),
-            );
-        } else {
-            first_line.insert(name.get_ref(), d.line(&name.span()));
-        }
-    }
+    check_unique_names(
+        sections.iter().map(|section| &section.name),
+        "issuer",
+        "github",
+        d,
+    );
     sections
         .iter()
         .map(|section| compile_issuer(section, d))
@@ -816,20 +801,35 @@ fn compile_routes(
 }
 
 fn check_route_names(sections: &[RouteSection], d: &mut Diagnostics) {
+    check_unique_names(
+        sections.iter().map(|section| &section.name),
+        "route",
+        "deploy",
+        d,
+    );
+}
+
+/// `[[issuer]]` and `[[route]]` names: present and unique, each duplicate pointing at the
+/// line of the first use.
+fn check_unique_names<'a>(
+    names: impl Iterator<Item = &'a Spanned<String>>,
+    table: &str,
+    example: &str,
+    d: &mut Diagnostics,
+) {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
-    for section in sections {
-        let name = &section.name;
+    for name in names {
         if name.get_ref().is_empty() {
             d.error(
                 &name.span(),
-                "route `name` is empty; give it a short unique name, e.g. \"deploy\"",
+                format!("{table} `name` is empty; give it a short unique name, e.g. \"{example}\""),
             );
         } else if let Some(line) = first_line.get(name.get_ref().as_str()) {
             d.error(
                 &name.span(),
                 format!(
-                    "duplicate route name \"{}\" (first used on line {line}); give each \
-                     [[route]] a unique name",
+                    "duplicate {table} name \"{}\" (first used on line {line}); give each \
+                     [[{table}]] a unique name",
                     name.get_ref()
                 ),
             );
