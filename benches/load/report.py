@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Turns run.sh's results.tsv into the Markdown report (tables, ratios, goal status).
+
+    python3 report.py results.tsv meta.env
+
+Throughput and latency are medians over rounds. Every ratio is computed within a round
+(targets of one round ran back to back, so they saw the same machine) and then the median
+of those per-round ratios is reported, with the per-round values beside it.
+"""
+
+import csv
+import sys
+from collections import defaultdict
+from statistics import median
+
+LABELS = {
+    "direct": "direct to upstream (no proxy)",
+    "jg_auth": "jobgate, authenticated route",
+    "jg_public": "jobgate, public route",
+    "jg_fresh": "jobgate, authenticated route",
+    "jg_audit": "jobgate, authenticated, audit to file",
+    "nginx": "nginx, plain proxy, no auth",
+    "haproxy": "HAProxy 2.6, jwt_verify",
+}
+
+# (mode, numerator, denominator, what, goal or None). `goal` is a minimum.
+RATIOS = [
+    ("reused", "jg_auth", "nginx", "jobgate auth (token reused) / nginx no auth", 1.0),
+    ("reused", "jg_auth", "haproxy", "jobgate auth (token reused) / HAProxy jwt_verify", 2.0),
+    ("fresh", "jg_fresh", "haproxy", "jobgate auth (fresh token) / HAProxy jwt_verify", 1.5),
+    ("reused", "haproxy", "nginx", "HAProxy jwt_verify / nginx no auth (issue: ≈ 0.47)", None),
+    ("reused", "jg_public", "nginx", "jobgate public route / nginx no auth", None),
+    ("fresh", "jg_fresh", "nginx", "jobgate auth (fresh token) / nginx no auth", None),
+    ("audit", "jg_audit", "jg_auth", "jobgate auth, audit to file / audit off", None),
+]
+
+
+def load(path):
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("mode", "target"):
+                row[key] = float(value)
+    return rows
+
+
+def load_meta(path):
+    meta = {}
+    with open(path) as handle:
+        for line in handle:
+            if "=" in line:
+                key, value = line.rstrip("\n").split("=", 1)
+                meta[key] = value
+    return meta
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def main():
+    rows = load(sys.argv[1])
+    meta = load_meta(sys.argv[2])
+    tick_us = 1e6 / float(meta.get("clk_tck", 100))
+    if meta.get("haproxy_config") == "full":
+        LABELS["haproxy"] = "HAProxy 2.6, jwt_verify + jobgate's claim rule"
+    else:
+        LABELS["haproxy"] = "HAProxy 2.6, jwt_verify + iss/aud/exp"
+
+    by = defaultdict(list)  # (mode, target) -> rows in round order
+    per_round = defaultdict(dict)  # (mode, round) -> target -> row
+    for row in rows:
+        row["rps"] = row["requests"] / row["duration_us"] * 1e6 if row["duration_us"] else 0.0
+        requests = max(row["requests"], 1)
+        row["cpu_us"] = row["proxy_ticks"] * tick_us / requests
+        row["up_cpu_us"] = row["upstream_ticks"] * tick_us / requests
+        row["sys_share"] = row.get("proxy_sys_ticks", 0.0) / row["proxy_ticks"] if row["proxy_ticks"] else 0.0
+        # CPU of the machine not used by the proxy, the upstream or wrk: other tenants.
+        wall_ticks = row["total_ticks"] / max(int(meta.get("nproc", 1)), 1)
+        ours = row["proxy_ticks"] + (row["upstream_ticks"] if row["target"] != "direct" else 0)
+        ours += row["wrk_cpu_s"] * float(meta.get("clk_tck", 100))
+        row["foreign"] = max(0.0, (row["busy_ticks"] - ours) / wall_ticks) if wall_ticks else 0.0
+        row["bad"] = row["err_status"] + row["err_sock"]
+        by[(row["mode"], row["target"])].append(row)
+        per_round[(row["mode"], row["round"])][row["target"]] = row
+
+    out = []
+    w = out.append
+    w("## jobgate load benchmark")
+    w("")
+    w(
+        f"Machine: {meta.get('nproc')} × {meta.get('cpu')}, Linux {meta.get('kernel')}; "
+        f"nginx {meta.get('nginx')}, HAProxy {meta.get('haproxy')}, wrk {meta.get('wrk')}, "
+        f"{meta.get('jobgate')}."
+    )
+    w("")
+    w(
+        f"Settings: everything on 127.0.0.1 sharing the machine (load generator, proxy, "
+        f"upstream); wrk -t{meta.get('threads')} -c{meta.get('connections')} for throughput, "
+        f"-t1 -c1 for latency; {meta.get('duration')} s per run, {meta.get('rounds')} rounds, "
+        f"targets in rotation within each round; {meta.get('workers')} worker each "
+        f"(nginx worker_processes, HAProxy nbthread, jobgate threads; the upstream too). "
+        f"HTTP/1.1 keep-alive on both sides. Upstream: nginx `return 200 \"ok\"`. "
+        f"jobgate audit output off unless noted."
+    )
+    w("")
+
+    mode_titles = {
+        "reused": f"Throughput, one token reused on every request (wrk -c{meta.get('connections')})",
+        "fresh": (
+            f"Throughput, a different token on every request (ring of {meta.get('tokens')} tokens; "
+            f"jobgate's cache bounded to 64 entries so every request verifies)"
+        ),
+        "latency": "Latency at low load (wrk -t1 -c1, token reused)",
+        "audit": "Audit log cost (token reused; audit JSON lines appended to a file)",
+    }
+    modes = [m for m in ("reused", "fresh", "latency", "audit") if any(k[0] == m for k in by)]
+    for mode in modes:
+        targets = []
+        for row in rows:
+            if row["mode"] == mode and row["target"] not in targets:
+                targets.append(row["target"])
+        w(f"### {mode_titles[mode]}")
+        w("")
+        header = "| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | of which kernel | upstream CPU µs/req | other load (cores) |"
+        extra = mode in ("fresh", "reused", "audit") and any(t.startswith("jg_") for t in targets)
+        if extra:
+            header += " jobgate cache misses |"
+        if mode == "latency":
+            header += " added p50 µs | added p99 µs |"
+        w(header)
+        w("|" + "---|" * (header.count("|") - 1))
+        for target in targets:
+            runs = by[(mode, target)]
+            is_proxy = target != "direct"
+            line = (
+                f"| {LABELS.get(target, target)} | {fmt(median(r['rps'] for r in runs))} "
+                f"| {fmt(median(r['p50_us'] for r in runs))} | {fmt(median(r['p99_us'] for r in runs))} "
+                f"| {fmt(median(r['cpu_us'] for r in runs), 1) if is_proxy else '—'} "
+                f"| {fmt(median(r['sys_share'] for r in runs) * 100, 0) + ' %' if is_proxy else '—'} "
+                f"| {fmt(median((r['up_cpu_us'] if is_proxy else r['cpu_us']) for r in runs), 1)} "
+                f"| {fmt(median(r['foreign'] for r in runs), 2)} |"
+            )
+            if extra:
+                if target.startswith("jg_") and target != "jg_public":
+                    hits = sum(r["cache_hits"] for r in runs)
+                    misses = sum(r["cache_misses"] for r in runs)
+                    share = misses / (hits + misses) * 100 if hits + misses else 0.0
+                    line += f" {share:.1f} % |"
+                else:
+                    line += " — |"
+            if mode == "latency":
+                if target == "direct":
+                    line += " — | — |"
+                else:
+                    adds50, adds99 = [], []
+                    for (m, _), group in sorted(per_round.items()):
+                        if m == mode and target in group and "direct" in group:
+                            adds50.append(group[target]["p50_us"] - group["direct"]["p50_us"])
+                            adds99.append(group[target]["p99_us"] - group["direct"]["p99_us"])
+                    line += f" {fmt(median(adds50)) if adds50 else '—'} | {fmt(median(adds99)) if adds99 else '—'} |"
+            bad = sum(r["bad"] for r in runs)
+            if bad:
+                line += f" ⚠ {int(bad)} non-2xx/socket errors"
+            w(line)
+        w("")
+
+    w("### Ratios (requests/s; computed within each round, then the median)")
+    w("")
+    w("| ratio | median | per round | goal | status |")
+    w("|---|---|---|---|---|")
+    goal_lines = []
+    for mode, num, den, what, goal in RATIOS:
+        values = []
+        for (m, _), group in sorted(per_round.items()):
+            if m == mode and num in group and den in group and group[den]["rps"]:
+                values.append(group[num]["rps"] / group[den]["rps"])
+        if not values:
+            continue
+        med = median(values)
+        status = "—" if goal is None else ("**met**" if med >= goal else "**missed**")
+        goal_text = "—" if goal is None else f"≥ {goal:.2f}"
+        w(f"| {what} | {med:.2f} | {' '.join(f'{v:.2f}' for v in values)} | {goal_text} | {status} |")
+        if goal is not None:
+            goal_lines.append((what, med, goal))
+    # CPU-per-request view of the same comparisons: less sensitive to who got the cores.
+    for mode, num, den, what, goal in RATIOS:
+        if goal is None:
+            continue
+        values = []
+        for (m, _), group in sorted(per_round.items()):
+            if m == mode and num in group and den in group and group[num]["cpu_us"]:
+                values.append(group[den]["cpu_us"] / group[num]["cpu_us"])
+        if values:
+            w(
+                f"| {mode}: {den} CPU µs/req ÷ {num} CPU µs/req (CPU-efficiency view) | {median(values):.2f} "
+                f"| {' '.join(f'{v:.2f}' for v in values)} | (≥ {goal:.2f}) | {'met' if median(values) >= goal else 'missed'} |"
+            )
+    latency_adds = []
+    for (m, _), group in sorted(per_round.items()):
+        if m == "latency" and "jg_auth" in group and "direct" in group:
+            latency_adds.append(group["jg_auth"]["p50_us"] - group["direct"]["p50_us"])
+    if latency_adds:
+        med = median(latency_adds)
+        status = "**met**" if med < 100 else "**missed**"
+        w(
+            f"| added median latency, jobgate auth − direct (µs, -c1) | {med:.0f} | "
+            f"{' '.join(f'{v:.0f}' for v in latency_adds)} | < 100 | {status} |"
+        )
+    w("")
+    w(
+        "Notes: proxy CPU is utime+stime of the proxy's own processes from /proc/<pid>/stat "
+        "(nginx: master + workers) over the run ÷ requests, `of which kernel` its stime share; `other load` is machine CPU (/proc/stat) "
+        "used during the run by anything but the proxy, the upstream and wrk, in cores (near 0 on "
+        "an idle machine; other tenants, and kernel softirq time not charged to a process). "
+        + (
+            "HAProxy checks alg, signature, iss, aud, exp, nbf, the same allow rule (owner, owner "
+            "id, ref, environment) and sets two identity headers"
+            if meta.get("haproxy_config") == "full"
+            else "HAProxy checks alg, signature, iss, aud and exp (no rule, no identity headers; "
+            "--haproxy-full adds them)"
+        )
+        + "; jobgate checks alg, kid, signature (or its cache), iss, aud, exp, nbf, iat, a deny "
+        "and an allow rule (owner, owner id, ref glob, environment) and sets its GitHub identity "
+        "headers; jobgate's fresh-token instance has `token_cache_entries = 1` (64 slots) so the "
+        "ring of tokens always misses; the miss share is read from its /metrics. Audit output "
+        "off except in the audit table."
+    )
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,818 @@
+#!/usr/bin/env bash
+# jobgate load benchmark: jobgate vs nginx (no auth) vs HAProxy 2.6 `jwt_verify`, on loopback.
+#
+#   bash benches/load/run.sh                 # defaults: 5 rounds, 5 s per run, wrk -t1 -c32
+#   bash benches/load/run.sh -r 7 -d 10 -c 64 --workers 2
+#   bash benches/load/run.sh --help
+#
+# What it does (README.md beside this file has the details and how to read the table):
+#  1. installs wrk, nginx, haproxy (Debian packages) if missing, builds jobgate (release);
+#  2. makes an RSA-2048 key, its JWKS and PEM, and GitHub-Actions-shaped RS256 tokens in a
+#     temporary directory (never in the tree);
+#  3. starts on 127.0.0.1: nginx as upstream (`return 200 "ok"`) and as the issuer's static
+#     JWKS/discovery server, jobgate (authenticated + public route), nginx as a plain
+#     reverse proxy, HAProxy with jwt_verify against the same key;
+#  4. checks every target answers as it should (200 with a valid token, 401 without, ...);
+#  5. runs the targets in rotation (A B C D, A B C D, ...) per mode with identical wrk
+#     settings, sampling each proxy's CPU time from /proc/<pid>/stat around every run;
+#  6. prints a Markdown table (medians of rounds; ratios computed within each round).
+# Every process it starts is stopped by PID on exit; every run is bounded by `timeout`.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+ROUNDS=5
+DURATION=5
+THREADS=1
+CONNS=32
+WORKERS=1
+PORT_BASE=18400
+TOKEN_COUNT=2000
+MODES="reused fresh latency audit"
+BUILD=1
+JOBGATE_BIN=""
+KEEP=0
+OUT_DIR=""
+PERF=0
+CALLGRIND=0
+HAPROXY_FULL=0
+
+usage() {
+    cat <<EOF
+usage: bash benches/load/run.sh [options]
+
+  -r, --rounds N        rounds per mode (default $ROUNDS)
+  -d, --duration S      seconds per wrk run (default $DURATION)
+  -t, --threads N       wrk threads (default $THREADS)
+  -c, --connections N   wrk connections for the throughput modes (default $CONNS)
+      --workers N       worker processes/threads of EVERY proxy and of the upstream:
+                        nginx worker_processes, HAProxy nbthread, jobgate [server] threads
+                        (default $WORKERS)
+      --modes "LIST"    any of: reused fresh latency audit (default "$MODES")
+      --tokens N        size of the fresh-token ring (default $TOKEN_COUNT)
+      --port-base P     uses ports P+1 .. P+12 on 127.0.0.1 (default $PORT_BASE)
+      --no-build        do not run cargo build; use target/release/jobgate as it is
+      --jobgate PATH    benchmark this jobgate binary (implies --no-build)
+      --haproxy-full    HAProxy also checks nbf and the route's allow rule and sets two
+                        identity headers, like jobgate (default: alg, signature, iss, aud, exp)
+      --perf            after the table, profile jobgate with perf (reused and fresh runs)
+      --callgrind       after the table, count user-space instructions per request of each
+                        proxy under valgrind --tool=callgrind (stable on a noisy machine)
+      --out DIR         keep results.tsv, table.md, configs and logs in DIR
+      --keep            keep the temporary directory (keys, tokens, configs, logs)
+  -h, --help
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -r|--rounds) ROUNDS=$2; shift 2 ;;
+        -d|--duration) DURATION=$2; shift 2 ;;
+        -t|--threads) THREADS=$2; shift 2 ;;
+        -c|--connections) CONNS=$2; shift 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        --modes) MODES=$2; shift 2 ;;
+        --tokens) TOKEN_COUNT=$2; shift 2 ;;
+        --port-base) PORT_BASE=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --jobgate) JOBGATE_BIN=$2; BUILD=0; shift 2 ;;
+        --perf) PERF=1; shift ;;
+        --callgrind) CALLGRIND=1; shift ;;
+        --haproxy-full) HAPROXY_FULL=1; shift ;;
+        --out) OUT_DIR=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for n in ROUNDS DURATION THREADS CONNS WORKERS TOKEN_COUNT PORT_BASE; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $n must be a positive integer" >&2; exit 2; }
+done
+for m in $MODES; do
+    case $m in reused|fresh|latency|audit) ;; *) echo "run.sh: unknown mode $m" >&2; exit 2 ;; esac
+done
+
+log() { printf '[load %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+need=()
+for tool in wrk nginx haproxy openssl curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+# Building pingora needs cmake (libz-ng-sys) and a C compiler.
+if [[ $BUILD -eq 1 && -z $JOBGATE_BIN ]]; then
+    command -v cmake >/dev/null 2>&1 || need+=(cmake)
+fi
+if [[ ${#need[@]} -gt 0 ]]; then
+    [[ $EUID -eq 0 ]] || die "missing ${need[*]}; run as root or: apt-get install -y ${need[*]}"
+    log "installing ${need[*]} (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq
+    # Package installation must not start the system services on ports 80/443.
+    policy_added=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+    fi
+    timeout 900 apt-get install -y -qq "${need[@]}" >/dev/null
+    [[ $policy_added -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+fi
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- jobgate binary
+if [[ -z $JOBGATE_BIN ]]; then
+    JOBGATE_BIN="$REPO/target/release/jobgate"
+    if [[ $BUILD -eq 1 ]]; then
+        log "cargo build --release"
+        (cd "$REPO" && timeout 1800 cargo build --release --bin jobgate) || die "cargo build --release failed"
+    fi
+fi
+[[ -x $JOBGATE_BIN ]] || die "no jobgate binary at $JOBGATE_BIN (build it, or pass --jobgate PATH)"
+
+# ---------------------------------------------------------------- work dir and cleanup
+WORK=$(mktemp -d /tmp/jobgate-load.XXXXXX)
+chmod 755 "$WORK"          # nginx workers (user nobody) read the issuer files
+mkdir -p "$WORK"/{key,issuer,conf,logs,run,tmp}
+chmod 700 "$WORK/key"
+# A private copy: others may rebuild target/ while the benchmark runs.
+cp "$JOBGATE_BIN" "$WORK/jobgate"
+JG="$WORK/jobgate"
+
+STARTED_PIDS=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $OUT_DIR ]]; then
+        mkdir -p "$OUT_DIR"
+        cp -r "$WORK/conf" "$WORK/logs" "$OUT_DIR/" 2>/dev/null || true
+        cp "$WORK"/results.tsv "$WORK"/table.md "$WORK"/meta.env "$OUT_DIR/" 2>/dev/null || true
+        cp "$WORK"/perf-*.txt "$WORK"/callgrind-*.txt "$OUT_DIR/" 2>/dev/null || true
+    fi
+    if [[ $KEEP -eq 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- ports
+P_UP=$((PORT_BASE + 1))       # upstream (nginx, return 200 "ok")
+P_ISS=$((PORT_BASE + 2))      # issuer: discovery + JWKS (same nginx)
+P_JG=$((PORT_BASE + 3))       # jobgate, default token cache
+P_JG_ADMIN=$((PORT_BASE + 4))
+P_JGF=$((PORT_BASE + 5))      # jobgate, cache bounded to 64 entries (fresh-token mode)
+P_JGF_ADMIN=$((PORT_BASE + 6))
+P_JGA=$((PORT_BASE + 7))      # jobgate, audit log to a file
+P_JGA_ADMIN=$((PORT_BASE + 8))
+P_NGX=$((PORT_BASE + 9))      # nginx reverse proxy, no auth
+P_HAP=$((PORT_BASE + 10))     # HAProxy with jwt_verify
+P_CG=$((PORT_BASE + 11))      # --callgrind: the target under valgrind
+P_CG_ADMIN=$((PORT_BASE + 12))
+for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 12))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port on 127.0.0.1 is in use; pick other ports with --port-base"
+    fi
+done
+
+ISSUER="http://127.0.0.1:$P_ISS"
+AUDIENCE="https://jobgate-bench.internal.example"
+
+# ---------------------------------------------------------------- key and tokens
+log "RSA-2048 key, JWKS, PEM and $TOKEN_COUNT + 1 tokens"
+openssl genrsa -out "$WORK/key/key.pem" 2048 2>/dev/null
+openssl rsa -in "$WORK/key/key.pem" -pubout -out "$WORK/issuer/pubkey.pem" 2>/dev/null
+timeout 600 python3 "$HERE/mint.py" "$WORK/key/key.pem" "$WORK/issuer" \
+    --issuer "$ISSUER" --audience "$AUDIENCE" --count "$TOKEN_COUNT"
+TOKEN=$(cat "$WORK/issuer/token")
+
+# ---------------------------------------------------------------- configs
+NGINX_USER=""
+if [[ $EUID -eq 0 ]]; then
+    NGINX_USER="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
+fi
+
+nginx_common() {  # $1 = name
+    cat <<EOF
+$NGINX_USER
+worker_processes $WORKERS;
+daemon off;
+master_process on;
+pid $WORK/run/$1.pid;
+error_log $WORK/logs/$1-error.log warn;
+events { worker_connections 4096; multi_accept on; }
+EOF
+}
+nginx_http_common() {  # $1 = name
+    cat <<EOF
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/tmp/$1-body;
+    proxy_temp_path $WORK/tmp/$1-proxy;
+    fastcgi_temp_path $WORK/tmp/$1-fastcgi;
+    uwsgi_temp_path $WORK/tmp/$1-uwsgi;
+    scgi_temp_path $WORK/tmp/$1-scgi;
+EOF
+}
+
+{
+    nginx_common upstream
+    cat <<EOF
+http {
+$(nginx_http_common upstream)
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$P_UP;
+        location / { return 200 "ok"; }
+    }
+    server {
+        listen 127.0.0.1:$P_ISS;
+        default_type application/json;
+        location = /.well-known/openid-configuration { alias $WORK/issuer/openid-configuration; }
+        location = /jwks { alias $WORK/issuer/jwks.json; }
+    }
+}
+EOF
+} > "$WORK/conf/nginx-upstream.conf"
+
+{
+    nginx_common nginx-proxy
+    cat <<EOF
+http {
+$(nginx_http_common nginx-proxy)
+    upstream backend {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$P_NGX;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+} > "$WORK/conf/nginx-proxy.conf"
+
+# HAProxy 2.6: jwt_verify checks the signature only; claims are checked with
+# jwt_payload_query, each of which base64-decodes and scans the whole payload again. Default
+# ("lean", the field's usual config and the strongest HAProxy to compare with): alg,
+# signature, iss, aud, exp. With --haproxy-full it does what jobgate's route does: also nbf
+# (60 s leeway, jobgate's default), the allow rule (owner, owner id, ref main or v* tag,
+# environment) and two identity headers. Authorization is stripped in both. HAProxy cannot
+# read a JWKS: it gets the PEM.
+HAPROXY_EXTRA=""
+if [[ $HAPROXY_FULL -eq 1 ]]; then
+    HAPROXY_EXTRA=$(cat <<EOF
+    http-request set-var(txn.nbf) var(txn.bearer),jwt_payload_query('\$.nbf','int')
+    http-request deny deny_status 401 if { var(txn.now),add(60),sub(txn.nbf) -m int lt 0 }
+    http-request set-var(txn.owner) var(txn.bearer),jwt_payload_query('\$.repository_owner')
+    http-request set-var(txn.owner_id) var(txn.bearer),jwt_payload_query('\$.repository_owner_id')
+    http-request set-var(txn.ref) var(txn.bearer),jwt_payload_query('\$.ref')
+    http-request set-var(txn.env) var(txn.bearer),jwt_payload_query('\$.environment')
+    http-request deny deny_status 403 unless { var(txn.owner) -m str acme } { var(txn.owner_id) -m str 51234567 } { var(txn.env) -m str production }
+    http-request deny deny_status 403 unless { var(txn.ref) -m str refs/heads/main } || { var(txn.ref) -m beg refs/tags/v }
+    http-request set-header X-GitHub-Repository %[var(txn.bearer),jwt_payload_query('\$.repository')]
+    http-request set-header X-GitHub-Run-Id %[var(txn.bearer),jwt_payload_query('\$.run_id')]
+EOF
+)
+fi
+cat > "$WORK/conf/haproxy.cfg" <<EOF
+global
+    nbthread $WORKERS
+    maxconn 8192
+    log stderr format short local0 err
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+
+frontend jwt
+    bind 127.0.0.1:$P_HAP
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$WORK/issuer/pubkey.pem") -m int 1 }
+    http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+    http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 unless { var(txn.iss) -m str $ISSUER }
+    http-request deny deny_status 401 unless { var(txn.aud) -m str $AUDIENCE }
+    http-request deny deny_status 401 if { var(txn.exp),add(60),sub(txn.now) -m int lt 0 }
+$HAPROXY_EXTRA
+    http-request del-header Authorization
+    default_backend upstream
+
+backend upstream
+    server up 127.0.0.1:$P_UP
+EOF
+
+jobgate_config() {  # $1 listen port, $2 admin port, $3 extra [server] lines, $4 audit output
+    cat <<EOF
+# Generated by benches/load/run.sh.
+[server]
+listen = "127.0.0.1:$1"
+admin_listen = "127.0.0.1:$2"
+threads = $WORKERS
+grace_period = "1s"
+$3
+
+[audit]
+output = "$4"
+
+[[issuer]]
+name = "bench"
+url = "$ISSUER"
+jwks_url = "$ISSUER/jwks"
+kind = "github"
+algorithms = ["RS256"]
+
+# Authenticated: GitHub-shaped rule that every benchmark token satisfies.
+[[route]]
+name = "api"
+path_prefix = "/api"
+upstream = "http://127.0.0.1:$P_UP"
+audience = "$AUDIENCE"
+
+[[route.deny]]
+runner_environment = "self-hosted"
+
+[[route.allow]]
+repository_owner = "acme"
+repository_owner_id = "51234567"
+ref = ["refs/heads/main", "refs/tags/v*"]
+environment = "production"
+
+# Public: no token needed.
+[[route]]
+name = "public"
+path_prefix = "/public"
+upstream = "http://127.0.0.1:$P_UP"
+auth = false
+EOF
+}
+jobgate_config "$P_JG" "$P_JG_ADMIN" "" off > "$WORK/conf/jobgate.toml"
+# Fresh-token mode: the cache is bounded to 1 entry per shard (64 in all), far below the
+# ring of $TOKEN_COUNT tokens cycled in order, so (almost) every request is a cache miss
+# and pays a full RS256 verify, as a never-seen token would. Checked from /metrics.
+jobgate_config "$P_JGF" "$P_JGF_ADMIN" "token_cache_entries = 1" off > "$WORK/conf/jobgate-fresh.toml"
+jobgate_config "$P_JGA" "$P_JGA_ADMIN" "" "$WORK/logs/audit.jsonl" > "$WORK/conf/jobgate-audit.toml"
+
+for cfg in jobgate jobgate-fresh jobgate-audit; do
+    "$JG" check -c "$WORK/conf/$cfg.toml" > "$WORK/logs/$cfg-check.txt" 2>&1 \
+        || { cat "$WORK/logs/$cfg-check.txt" >&2; die "jobgate check refused $cfg.toml"; }
+done
+haproxy -c -f "$WORK/conf/haproxy.cfg" > "$WORK/logs/haproxy-check.txt" 2>&1 \
+    || { cat "$WORK/logs/haproxy-check.txt" >&2; die "haproxy -c refused the config"; }
+for cfg in nginx-upstream nginx-proxy; do
+    nginx -t -q -p "$WORK/" -e "$WORK/logs/$cfg-early.log" -c "$WORK/conf/$cfg.conf" \
+        > "$WORK/logs/$cfg-t.txt" 2>&1 || { cat "$WORK/logs/$cfg-t.txt" >&2; die "nginx -t refused $cfg.conf"; }
+done
+
+# ---------------------------------------------------------------- start
+start() {  # $1 = name, rest = command; sets PID_<name>
+    local name=$1; shift
+    "$@" > "$WORK/logs/$name.out" 2>&1 &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    printf -v "PID_${name//-/_}" '%s' "$pid"
+}
+wait_port() {  # $1 = port, $2 = name, $3 = pid
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || { cat "$WORK/logs/$2.out" >&2; die "$2 exited at start"; }
+        sleep 0.1
+    done
+    die "$2 did not listen on $1 within 10 s"
+}
+wait_ready() {  # $1 = admin port, $2 = name
+    for _ in $(seq 1 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/readyz") == 200 ]] && return 0
+        sleep 0.1
+    done
+    cat "$WORK/logs/$2.out" >&2
+    die "$2 not ready (/readyz) within 10 s"
+}
+
+log "starting upstream+issuer (nginx), jobgate x3, nginx proxy, haproxy; $WORKERS worker(s) each"
+start upstream nginx -p "$WORK/" -e "$WORK/logs/upstream-early.log" -c "$WORK/conf/nginx-upstream.conf"
+wait_port "$P_UP" upstream "$PID_upstream"
+wait_port "$P_ISS" upstream "$PID_upstream"
+start jobgate "$JG" serve -c "$WORK/conf/jobgate.toml"
+start jobgate-fresh "$JG" serve -c "$WORK/conf/jobgate-fresh.toml"
+start jobgate-audit "$JG" serve -c "$WORK/conf/jobgate-audit.toml"
+start nginx-proxy nginx -p "$WORK/" -e "$WORK/logs/nginx-proxy-early.log" -c "$WORK/conf/nginx-proxy.conf"
+start haproxy haproxy -db -f "$WORK/conf/haproxy.cfg"
+wait_port "$P_JG" jobgate "$PID_jobgate"
+wait_port "$P_JGF" jobgate-fresh "$PID_jobgate_fresh"
+wait_port "$P_JGA" jobgate-audit "$PID_jobgate_audit"
+wait_port "$P_NGX" nginx-proxy "$PID_nginx_proxy"
+wait_port "$P_HAP" haproxy "$PID_haproxy"
+wait_ready "$P_JG_ADMIN" jobgate
+wait_ready "$P_JGF_ADMIN" jobgate-fresh
+wait_ready "$P_JGA_ADMIN" jobgate-audit
+
+# The processes whose CPU time counts as each target's: nginx = master + workers.
+family() { echo "$1" $(pgrep -P "$1" || true); }
+PIDS_UPSTREAM=$(family "$PID_upstream")
+declare -A URL PIDS ADMIN
+URL[direct]="http://127.0.0.1:$P_UP/api/bench";       PIDS[direct]=$PIDS_UPSTREAM
+URL[jg_auth]="http://127.0.0.1:$P_JG/api/bench";      PIDS[jg_auth]=$PID_jobgate;       ADMIN[jg_auth]=$P_JG_ADMIN
+URL[jg_public]="http://127.0.0.1:$P_JG/public/bench"; PIDS[jg_public]=$PID_jobgate;     ADMIN[jg_public]=$P_JG_ADMIN
+URL[jg_fresh]="http://127.0.0.1:$P_JGF/api/bench";    PIDS[jg_fresh]=$PID_jobgate_fresh; ADMIN[jg_fresh]=$P_JGF_ADMIN
+URL[jg_audit]="http://127.0.0.1:$P_JGA/api/bench";    PIDS[jg_audit]=$PID_jobgate_audit; ADMIN[jg_audit]=$P_JGA_ADMIN
+URL[nginx]="http://127.0.0.1:$P_NGX/api/bench";       PIDS[nginx]=$(family "$PID_nginx_proxy")
+URL[haproxy]="http://127.0.0.1:$P_HAP/api/bench";     PIDS[haproxy]=$PID_haproxy
+
+# ---------------------------------------------------------------- sanity checks
+FRESH_ONE=$(sed -n "$((TOKEN_COUNT / 2))p" "$WORK/issuer/tokens")
+code_of() {  # $1 url, $2 token file or "-" for none; prints "<code> <body>"
+    local args=(-s -o "$WORK/tmp/body" -w '%{http_code}' --max-time 5)
+    if [[ $2 != - ]]; then args+=(-H "Authorization: Bearer $(cat "$2")"); fi
+    local code
+    code=$(curl "${args[@]}" "$1" || true)
+    printf '%s %s' "$code" "$(head -c 40 "$WORK/tmp/body" 2>/dev/null | tr -d '\n')"
+}
+printf '%s\n' "$FRESH_ONE" > "$WORK/tmp/fresh-one"
+failures=0
+check() {  # $1 target, $2 token name ("-" = none), $3 expected code
+    local tokfile=-
+    case $2 in
+        -) ;;
+        fresh) tokfile="$WORK/tmp/fresh-one" ;;
+        *) tokfile="$WORK/issuer/$2" ;;
+    esac
+    local got
+    got=$(code_of "${URL[$1]}" "$tokfile")
+    local code=${got%% *}
+    local body=${got#* }
+    local verdict=ok
+    if [[ $code != "$3" ]]; then verdict=FAIL; failures=$((failures + 1)); fi
+    if [[ $3 == 200 && $body != ok* ]]; then verdict="FAIL (body: $body)"; failures=$((failures + 1)); fi
+    local shown=$2
+    [[ $shown == - ]] && shown="no token"
+    printf '  %-10s %-18s expect %s got %s  %s\n' "$1" "$shown" "$3" "$code" "$verdict" >&2
+}
+log "sanity checks"
+check direct - 200
+for t in jg_auth jg_fresh jg_audit haproxy; do
+    check "$t" token 200
+    check "$t" fresh 200
+    check "$t" - 401
+    check "$t" token-bad-sig 401
+    check "$t" token-expired 401
+    check "$t" token-wrong-aud 401
+    if [[ $t != haproxy || $HAPROXY_FULL -eq 1 ]]; then
+        check "$t" token-wrong-owner 403
+    else
+        check "$t" token-wrong-owner 200   # lean HAProxy checks no rule
+    fi
+done
+check jg_public - 200
+check jg_public token 200
+check nginx - 200
+check nginx token 200
+[[ $failures -eq 0 ]] || die "$failures sanity check(s) failed; see above"
+
+# ---------------------------------------------------------------- measurement
+cpu_ticks() {  # sum of utime+stime (clock ticks) over the given PIDs
+    local total=0 pid line rest
+    for pid in "$@"; do
+        read -r line < "/proc/$pid/stat" || continue
+        rest=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+sys_ticks() {  # sum of stime (clock ticks) over the given PIDs
+    local total=0 pid line rest
+    for pid in "$@"; do
+        read -r line < "/proc/$pid/stat" || continue
+        rest=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        total=$((total + ${13}))
+    done
+    echo "$total"
+}
+machine_ticks() {  # "busy total" from /proc/stat, clock ticks
+    local cpu user nice system idle iowait irq softirq steal rest
+    read -r cpu user nice system idle iowait irq softirq steal rest < /proc/stat
+    echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+cache_counts() {  # "hits misses" of a jobgate instance, from /metrics
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" | awk '
+        /^jobgate_auth_duration_seconds_count/ && /cache="hit"/  { h = $NF }
+        /^jobgate_auth_duration_seconds_count/ && /cache="miss"/ { m = $NF }
+        END { printf "%d %d\n", h, m }'
+}
+
+RESULTS="$WORK/results.tsv"
+printf 'mode\tround\ttarget\trequests\tduration_us\tp50_us\tp90_us\tp99_us\tmean_us\tmax_us\terr_sock\terr_status\tproxy_ticks\tupstream_ticks\tbusy_ticks\ttotal_ticks\twrk_cpu_s\tcache_hits\tcache_misses\tproxy_sys_ticks\n' > "$RESULTS"
+
+wrk_cpu_seconds() {  # children CPU seconds between two `times` outputs ($1 before, $2 after)
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+def children(path):
+    line = open(path).read().splitlines()[1]
+    return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", line))
+print(f"{children(sys.argv[2]) - children(sys.argv[1]):.3f}")
+PY
+}
+
+run_wrk() {  # $1 mode, $2 target, $3 duration; output in $WORK/wrk.out
+    local mode=$1 target=$2 duration=$3
+    local t=$THREADS c=$CONNS
+    [[ $mode == latency ]] && { t=1; c=1; }
+    local args=(-t"$t" -c"$c" -d"${duration}s" --timeout 5s -s "$HERE/bench.lua")
+    local tokens=""
+    case $mode in
+        fresh) tokens="$WORK/issuer/tokens" ;;
+        *) args+=(-H "Authorization: Bearer $TOKEN") ;;
+    esac
+    JG_TOKENS=$tokens timeout $((duration + 30)) wrk "${args[@]}" "${URL[$target]}" > "$WORK/wrk.out" 2>&1 || true
+}
+
+measure() {  # $1 mode, $2 round, $3 target
+    local mode=$1 round=$2 target=$3
+    local c0 u0 m0 k0 h0=0 s0=0 c1 u1 m1 k1 h1=0 s1=0
+    [[ -n ${ADMIN[$target]:-} ]] && read -r h0 s0 < <(cache_counts "${ADMIN[$target]}")
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks ${PIDS[$target]}); k0=$(sys_ticks ${PIDS[$target]})
+    # shellcheck disable=SC2086
+    u0=$(cpu_ticks $PIDS_UPSTREAM); m0=$(machine_ticks)
+    times > "$WORK/tmp/times0"
+    run_wrk "$mode" "$target" "$DURATION"
+    times > "$WORK/tmp/times1"
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks ${PIDS[$target]}); k1=$(sys_ticks ${PIDS[$target]})
+    # shellcheck disable=SC2086
+    u1=$(cpu_ticks $PIDS_UPSTREAM); m1=$(machine_ticks)
+    [[ -n ${ADMIN[$target]:-} ]] && read -r h1 s1 < <(cache_counts "${ADMIN[$target]}")
+    local line
+    line=$(grep '^JGRESULT' "$WORK/wrk.out" || true)
+    if [[ -z $line ]]; then
+        log "wrk gave no result for $mode/$target round $round:"; cat "$WORK/wrk.out" >&2
+        return 0
+    fi
+    declare -A r=()
+    local kv
+    for kv in ${line#JGRESULT }; do r[${kv%%=*}]=${kv#*=}; done
+    local busy0=${m0% *} total0=${m0#* } busy1=${m1% *} total1=${m1#* }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$mode" "$round" "$target" "${r[requests]}" "${r[duration_us]}" "${r[p50_us]}" "${r[p90_us]}" \
+        "${r[p99_us]}" "${r[mean_us]}" "${r[max_us]}" \
+        "$((r[err_connect] + r[err_read] + r[err_write] + r[err_timeout]))" "${r[err_status]}" \
+        "$((c1 - c0))" "$((u1 - u0))" "$((busy1 - busy0))" "$((total1 - total0))" \
+        "$(wrk_cpu_seconds "$WORK/tmp/times0" "$WORK/tmp/times1")" "$((h1 - h0))" "$((s1 - s0))" \
+        "$((k1 - k0))" >> "$RESULTS"
+    printf '  %-8s r%-2s %-10s %9.0f req/s  p50 %6s us  p99 %7s us  cpu %6.1f us/req%s\n' \
+        "$mode" "$round" "$target" "$(echo "${r[requests]} ${r[duration_us]}" | awk '{print $1 / $2 * 1e6}')" \
+        "${r[p50_us]}" "${r[p99_us]}" \
+        "$(echo "$((c1 - c0)) ${r[requests]} $CLK_TCK" | awk '{print ($2 > 0) ? $1 * 1e6 / $3 / $2 : 0}')" \
+        "$([[ ${r[err_status]} != 0 ]] && echo "  NON-2xx: ${r[err_status]}")" >&2
+    if [[ $target == jg_audit ]]; then : > "$WORK/logs/audit.jsonl"; fi
+}
+
+targets_of() {
+    case $1 in
+        reused) echo "jg_auth jg_public nginx haproxy" ;;
+        fresh) echo "jg_fresh haproxy nginx" ;;
+        latency) echo "direct jg_auth nginx haproxy" ;;
+        audit) echo "jg_auth jg_audit" ;;
+    esac
+}
+
+log "warm-up (2 s per target, not recorded)"
+for mode in $MODES; do
+    for target in $(targets_of "$mode"); do
+        run_wrk "$mode" "$target" 2
+    done
+done
+
+total_runs=0
+for mode in $MODES; do total_runs=$((total_runs + ROUNDS * $(wc -w <<< "$(targets_of "$mode")"))); done
+log "measuring: $total_runs runs of ${DURATION}s (about $((total_runs * (DURATION + 1) / 60 + 1)) min)"
+for mode in $MODES; do
+    for round in $(seq 1 "$ROUNDS"); do
+        for target in $(targets_of "$mode"); do
+            measure "$mode" "$round" "$target"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+jg_version=$("$JG" --version 2>/dev/null | head -1 || echo jobgate)
+commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ $commit != unknown && -n $(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+    commit="$commit+uncommitted changes"
+fi
+cat > "$WORK/meta.env" <<EOF
+nproc=$(nproc)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+kernel=$(uname -r)
+nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')
+haproxy=$(haproxy -v 2>&1 | head -1 | awk '{print $3}')
+wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')
+jobgate=$jg_version ($commit)
+clk_tck=$CLK_TCK
+rounds=$ROUNDS
+duration=$DURATION
+threads=$THREADS
+connections=$CONNS
+workers=$WORKERS
+tokens=$TOKEN_COUNT
+haproxy_config=$([[ $HAPROXY_FULL -eq 1 ]] && echo full || echo lean)
+EOF
+python3 "$HERE/report.py" "$RESULTS" "$WORK/meta.env" | tee "$WORK/table.md"
+
+# ---------------------------------------------------------------- optional profile
+if [[ $PERF -eq 1 ]]; then
+    if ! perf record -q -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
+        log "perf cannot record here; skipping --perf"
+    else
+        for spec in reused:jg_auth fresh:jg_fresh; do
+            mode=${spec%%:*}; target=${spec#*:}
+            log "perf: $mode/$target"
+            pid=${PIDS[$target]}
+            data="$WORK/tmp/perf-$target.data"
+            timeout $((DURATION + 60)) perf record -q -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$pid" \
+                -o "$data" -- sleep "$DURATION" > /dev/null 2>&1 &
+            perf_pid=$!
+            sleep 0.2
+            run_wrk "$mode" "$target" "$DURATION"
+            wait "$perf_pid" || true
+            {
+                echo "-- self time by object"
+                perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null \
+                    | grep -v '^#' | grep -v '^$' | head -8 || true
+                echo "-- self time by symbol (>= 0.7 %)"
+                perf report -i "$data" --no-children --sort sym --stdio -g none --percent-limit 0.7 2>/dev/null \
+                    | grep -v '^#' | grep -v '^$' | sed -E 's/ +- +- *$//' | cut -c1-150 | head -30 || true
+                echo "-- inclusive time of selected functions"
+                perf report -i "$data" --children --sort sym --stdio -g none --percent-limit 0.3 2>/dev/null \
+                    | grep -E '\] (jobgate::[a-z_:]+|<jobgate::proxy::Gateway as [^ ]+>::[a-z_]+::\{\{closure\}\}|pingora_http::insert_header_value|pingora_core::connectors::http::Connector<C>::release_http_session::\{\{closure\}\}|__libc_send|__libc_recv|__GI___libc_malloc|__GI___libc_free|aws_lc_0_[0-9_]+SHA256|aws_lc_0_[0-9_]+RSA_verify|serde_json::de::from_trait)' \
+                    | awk '{ key = substr($0, index($0, "[")) } !seen[key]++ { $2 = ""; print }' | sed -E 's/ +- +- *$//' | cut -c1-150 | head -30 || true
+            } > "$WORK/perf-$target.txt"
+            echo; echo "### perf, $mode / $target (cpu-clock samples of the jobgate process, % of its CPU time)"
+            echo '```'; cat "$WORK/perf-$target.txt"; echo '```'
+            rm -f "$data"
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------- optional callgrind
+# Each proxy runs once more under valgrind on its own port, with one wrk connection for a
+# few seconds; callgrind's counters are zeroed before and dumped after each phase, so the
+# count is the proxy's user-space instructions (kernel excluded) for exactly that phase.
+if [[ $CALLGRIND -eq 1 ]]; then
+    if ! command -v valgrind >/dev/null 2>&1; then
+        if [[ $EUID -eq 0 ]]; then
+            timeout 600 apt-get install -y -qq valgrind >/dev/null || true
+        fi
+    fi
+    if ! command -v valgrind >/dev/null 2>&1; then
+        log "valgrind not available; skipping --callgrind"
+    else
+        cg_phase_seconds=4
+        declare -A CG_IR
+        cg_start() {  # $1 name, rest: command; waits until $url answers 200
+            local name=$1; shift
+            valgrind --tool=callgrind --callgrind-out-file="$WORK/tmp/cg-$name.%p" "$@" \
+                > "$WORK/logs/callgrind-$name.out" 2>&1 &
+            CG_PID=$!
+            STARTED_PIDS+=("$CG_PID")
+        }
+        cg_wait() {  # $1 url, $2 token file or -
+            local code
+            for _ in $(seq 1 120); do
+                code=$(code_of "$1" "$2"); code=${code%% *}
+                [[ $code == 200 ]] && return 0
+                kill -0 "$CG_PID" 2>/dev/null || break
+                sleep 0.5
+            done
+            log "callgrind target at $1 did not come up"; return 1
+        }
+        cg_stop() {
+            kill -TERM "$CG_PID" 2>/dev/null || true
+            for _ in $(seq 1 100); do kill -0 "$CG_PID" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$CG_PID" 2>/dev/null || true
+            wait "$CG_PID" 2>/dev/null || true
+        }
+        cg_phase() {  # $1 label, $2 url, $3 mode (reused|fresh)
+            local label=$1 url=$2 mode=$3 tokens="" args=()
+            [[ $mode == fresh ]] && tokens="$WORK/issuer/tokens" || args=(-H "Authorization: Bearer $TOKEN")
+            callgrind_control -z "$CG_PID" > /dev/null 2>&1 || true
+            JG_TOKENS=$tokens timeout $((cg_phase_seconds + 30)) wrk -t1 -c1 -d"${cg_phase_seconds}s" --timeout 10s \
+                -s "$HERE/bench.lua" "${args[@]}" "$url" > "$WORK/tmp/cg-wrk-$label.txt" 2>&1 || true
+            callgrind_control -d "$label" "$CG_PID" > /dev/null 2>&1 || true
+            sleep 0.5
+            local dump requests
+            dump=$(grep -l "^desc: Trigger: dump $label\$" "$WORK"/tmp/cg-*.*.* 2>/dev/null | head -1 || true)
+            [[ -z $dump ]] && dump=$(ls -t "$WORK"/tmp/cg-*.*.* 2>/dev/null | head -1 || true)
+            requests=$(grep -o 'requests=[0-9]*' "$WORK/tmp/cg-wrk-$label.txt" | cut -d= -f2 || true)
+            if [[ -z $dump || -z $requests || $requests -eq 0 ]]; then
+                log "callgrind phase $label gave no data"; return 0
+            fi
+            local total
+            total=$(grep -m1 -E '^(summary|totals):' "$dump" | awk '{print $2}')
+            CG_IR[$label]=$((total / requests))
+            # "Ir (pct) file:function [object]" lines; a function appears once per source
+            # file that it inlines, so keep the largest count per function.
+            callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null \
+                | awk -v n="$requests" '
+                    /^ *[0-9,]+ +\(/ {
+                        ir = $1; gsub(",", "", ir)
+                        line = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", line)
+                        sub(/ \[[^]]*\]$/, "", line)
+                        sub(/ \([0-9,]+x\)$/, "", line)
+                        sub(/ \[[^]]*\]$/, "", line)
+                        fn = substr(line, index(line, ":") + 1)
+                        if (fn ~ /jobgate::|jsonwebtoken|RSA_verify$|sha256_digest$|insert_header_value$|serde_json::de::from_trait$|__rust_alloc$|__rust_dealloc$|process_request|proxy_to_upstream|release_http_session/ && ir + 0 > best[fn] + 0)
+                            best[fn] = ir
+                    }
+                    END { for (fn in best) printf "%9.0f  %s\n", best[fn] / n, fn }' \
+                | sort -rn > "$WORK/tmp/cg-lines.txt" || true
+            head -40 "$WORK/tmp/cg-lines.txt" > "$WORK/callgrind-$label.txt"
+            rm -f "$dump"
+        }
+
+        log "callgrind: nginx proxy"
+        sed -e "s/^master_process on;/master_process off;/" -e "s/127.0.0.1:$P_NGX;/127.0.0.1:$P_CG;/" \
+            -e "s#pid $WORK/run/nginx-proxy.pid#pid $WORK/run/cg-nginx.pid#" \
+            "$WORK/conf/nginx-proxy.conf" > "$WORK/conf/cg-nginx.conf"
+        cg_start nginx nginx -p "$WORK/" -e "$WORK/logs/cg-nginx-early.log" -c "$WORK/conf/cg-nginx.conf"
+        cg_wait "http://127.0.0.1:$P_CG/api/bench" - && cg_phase nginx "http://127.0.0.1:$P_CG/api/bench" reused
+        cg_stop
+
+        log "callgrind: haproxy"
+        sed -e "s/127.0.0.1:$P_HAP\$/127.0.0.1:$P_CG/" "$WORK/conf/haproxy.cfg" > "$WORK/conf/cg-haproxy.cfg"
+        cg_start haproxy haproxy -db -f "$WORK/conf/cg-haproxy.cfg"
+        cg_wait "http://127.0.0.1:$P_CG/api/bench" "$WORK/issuer/token" \
+            && cg_phase haproxy "http://127.0.0.1:$P_CG/api/bench" reused
+        cg_stop
+
+        log "callgrind: jobgate (public, authenticated cached, authenticated fresh)"
+        sed -e "s/127.0.0.1:$P_JGF\"/127.0.0.1:$P_CG\"/" -e "s/127.0.0.1:$P_JGF_ADMIN\"/127.0.0.1:$P_CG_ADMIN\"/" \
+            "$WORK/conf/jobgate-fresh.toml" > "$WORK/conf/cg-jobgate-fresh.toml"
+        sed -e "s/127.0.0.1:$P_JG\"/127.0.0.1:$P_CG\"/" -e "s/127.0.0.1:$P_JG_ADMIN\"/127.0.0.1:$P_CG_ADMIN\"/" \
+            "$WORK/conf/jobgate.toml" > "$WORK/conf/cg-jobgate.toml"
+        cg_start jobgate "$JG" serve -c "$WORK/conf/cg-jobgate.toml"
+        if cg_wait "http://127.0.0.1:$P_CG/api/bench" "$WORK/issuer/token"; then
+            cg_phase jg_public "http://127.0.0.1:$P_CG/public/bench" reused
+            cg_phase jg_auth "http://127.0.0.1:$P_CG/api/bench" reused
+        fi
+        cg_stop
+        cg_start jobgate-fresh "$JG" serve -c "$WORK/conf/cg-jobgate-fresh.toml"
+        if cg_wait "http://127.0.0.1:$P_CG/api/bench" "$WORK/issuer/token"; then
+            cg_phase jg_fresh "http://127.0.0.1:$P_CG/api/bench" fresh
+        fi
+        cg_stop
+
+        echo
+        echo "### User-space instructions per request (callgrind, wrk -t1 -c1, ${cg_phase_seconds} s per phase)"
+        echo
+        echo "| target | instructions / request |"
+        echo "|---|---|"
+        for label in nginx haproxy jg_public jg_auth jg_fresh; do
+            [[ -n ${CG_IR[$label]:-} ]] && printf '| %s | %s |\n' "$label" "$(printf "%'d" "${CG_IR[$label]}")"
+        done
+        echo
+        echo "Kernel time (TCP, syscalls) is not counted. Under valgrind, aws-lc's SHA-256 runs its AVX"
+        echo "code path instead of the SHA-NI one, so the token digest counts several times what it costs natively."
+        for label in jg_auth jg_fresh; do
+            if [[ -s $WORK/callgrind-$label.txt ]]; then
+                echo; echo "#### $label: inclusive instructions per request, selected functions"
+                echo '```'; cat "$WORK/callgrind-$label.txt"; echo '```'
+            fi
+        done
+    fi
+fi
