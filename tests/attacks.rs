@@ -16,9 +16,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
@@ -28,7 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use support::issuer::{Behaviour, Signer, TestIssuer, TestKey, b64url, b64url_decode, mint_raw};
-use support::{EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request};
+use support::{ConnectionCounter, EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request};
 
 const AUD: &str = "https://api.attacks.example";
 const ROUTE: &str = "api";
@@ -348,62 +346,6 @@ fn parts(token: &str) -> Vec<String> {
     token.split('.').map(str::to_string).collect()
 }
 
-/// Counts TCP connections to a loopback port that nobody should ever call.
-struct Tripwire {
-    addr: SocketAddr,
-    count: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tripwire {
-    fn start() -> Tripwire {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tripwire");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking tripwire");
-        let addr = listener.local_addr().expect("tripwire address");
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_count, thread_stop) = (Arc::clone(&count), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            // Bounded even if the test forgets to stop it.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !thread_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok(_) => {
-                        thread_count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Tripwire {
-            addr,
-            count,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Tripwire {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // alg: none.
 // ---------------------------------------------------------------------------------------
@@ -634,7 +576,7 @@ fn jku_and_x5u_are_never_fetched() {
     // counts every connection.
     let attacker = TestKey::rsa("attacker-1");
     let evil = TestIssuer::start_with_keys(vec![attacker.clone()]);
-    let tripwire = Tripwire::start();
+    let tripwire = ConnectionCounter::start();
     let cases: Vec<(&str, Value, &str)> = vec![
         (
             "jku to the attacker's JWKS, attacker's kid",

@@ -9,14 +9,11 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::issuer::{Signer, TestIssuer, TestKey, b64url, b64url_decode, mint_with_header, now};
-use support::{EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request};
+use support::{ConnectionCounter, EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request};
 
 const AUD: &str = "https://api.internal.example";
 const ROUTE: &str = "api";
@@ -321,60 +318,6 @@ fn token_of_length(issuer: &TestIssuer, length: usize) -> String {
         return token;
     }
     panic!("no token of exactly {length} bytes");
-}
-
-/// Counts TCP connections to a loopback port that nobody should ever call.
-struct ConnectionCounter {
-    addr: SocketAddr,
-    count: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ConnectionCounter {
-    fn start() -> ConnectionCounter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the counter");
-        listener.set_nonblocking(true).expect("nonblocking counter");
-        let addr = listener.local_addr().expect("counter address");
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_count, thread_stop) = (Arc::clone(&count), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            // Bounded even if the test forgets to drop it.
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !thread_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok(_) => {
-                        thread_count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        ConnectionCounter {
-            addr,
-            count,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ConnectionCounter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -143,6 +143,60 @@ async fn echo(
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("valid response");
     Ok(response)
+}
+
+/// Counts TCP connections to a loopback port that nobody should ever call.
+pub struct ConnectionCounter {
+    pub addr: SocketAddr,
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectionCounter {
+    pub fn start() -> ConnectionCounter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the counter");
+        listener.set_nonblocking(true).expect("nonblocking counter");
+        let addr = listener.local_addr().expect("counter address");
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_count, thread_stop) = (Arc::clone(&count), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            // Bounded even if the test forgets to drop it.
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !thread_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok(_) => {
+                        thread_count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ConnectionCounter {
+            addr,
+            count,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectionCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A response as the raw client read it.
