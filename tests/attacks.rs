@@ -211,17 +211,20 @@ impl World {
         let deadline = Instant::now() + Duration::from_secs(5);
         let log = loop {
             let log = std::fs::read_to_string(&path).unwrap_or_default();
-            if log.lines().count() >= sent.len() || Instant::now() >= deadline {
+            // The writer may be mid-line when the file is read: wait for whole lines.
+            let whole = log.ends_with('\n');
+            if (whole && log.lines().count() >= sent.len()) || Instant::now() >= deadline {
                 break log;
             }
             std::thread::sleep(Duration::from_millis(50));
         };
+        let complete = log.rfind('\n').map_or("", |end| &log[..=end]);
         assert!(
-            log.lines().count() > 0,
+            complete.lines().count() > 0,
             "the audit log {} is empty",
             path.display()
         );
-        for line in log.lines() {
+        for line in complete.lines() {
             serde_json::from_str::<Value>(line)
                 .unwrap_or_else(|error| panic!("audit line is not JSON ({error}): {line}"));
         }
