@@ -5,11 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// glibc's malloc was 12–15 % of the proxy's CPU under load (benches/load, perf); Pingora
-/// allocates and frees per request, which mimalloc's thread-local free lists serve faster.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for a bad config or bad usage (SPEC §1).
 const EXIT_BAD_CONFIG: u8 = 2;
 /// Exit status for a runtime failure.
