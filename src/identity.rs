@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -47,10 +48,22 @@ const ISSUER_HEADER: HeaderName = HeaderName::from_static("x-jobgate-issuer");
 const SUBJECT_HEADER: HeaderName = HeaderName::from_static("x-jobgate-subject");
 /// Set on every authenticated request; its value is built once per route.
 pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-jobgate-route");
+/// [`ROUTE_HEADER`] as wire bytes, for the per-request insert.
+pub const ROUTE_HEADER_WIRE: Bytes = Bytes::from_static(b"x-jobgate-route");
 
-/// Header name/value pairs, ready to set on the upstream request. Values share their bytes,
-/// so cloning them per request costs a reference count, not a copy.
-pub type IdentityHeaders = Box<[(HeaderName, HeaderValue)]>;
+/// Header name/value pairs, ready to set on the upstream request. Names are the bytes
+/// Pingora writes on the wire and values share theirs, so setting them per request costs
+/// reference counts, not copies (a `HeaderName` would be copied into a wire form on every
+/// insert).
+pub type IdentityHeaders = Box<[(Bytes, HeaderValue)]>;
+
+/// [`token_headers`] in the form kept per verified token ([`IdentityHeaders`]).
+pub fn wire_headers(headers: Vec<(HeaderName, HeaderValue)>) -> IdentityHeaders {
+    headers
+        .into_iter()
+        .map(|(name, value)| (Bytes::copy_from_slice(name.as_str().as_bytes()), value))
+        .collect()
+}
 
 /// The identity headers for a verified token on a route: the issuer's table (absent
 /// claims set nothing) and, always, `X-Jobgate-Issuer`, `-Subject` and `-Route`.

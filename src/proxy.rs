@@ -18,7 +18,7 @@ use pingora::{ErrorSource, ErrorType};
 use crate::audit::{AuditIdentity, AuditRecord};
 use crate::authorize::{Allowed, authorize};
 use crate::clock::unix_now;
-use crate::identity::ROUTE_HEADER;
+use crate::identity::ROUTE_HEADER_WIRE;
 use crate::metrics::{RouteMetrics, UpstreamClass};
 use crate::policy::RuleRef;
 use crate::refusal::{Outcome, Reason, RefusalResponse, is_grpc};
@@ -296,7 +296,7 @@ impl ProxyHttp for Gateway {
                 }
             }
             if let Some(runtime) = runtime {
-                upstream_request.insert_header(ROUTE_HEADER, runtime.route_header.clone())?;
+                upstream_request.insert_header(ROUTE_HEADER_WIRE, runtime.route_header.clone())?;
             }
             if auth.is_none_or(|auth| auth.strip_authorization) {
                 upstream_request.remove_header(&http::header::AUTHORIZATION);
