@@ -2,34 +2,33 @@
 //! one signature check.
 //!
 //! Keyed by the SHA-256 of the whole token: a cryptographic digest, so no token can be made
-//! to collide with a cached one and skip its signature check. The cache is split into 64
-//! shards, each a small mutex-guarded map picked by digest bits, so concurrent lookups
-//! from Pingora's worker threads rarely meet and never take a global lock. Memory is
-//! bounded: when a shard is full, expired entries go first, then the ones that expire
-//! soonest. An entry lives until the token's `exp`, and the caller decides on every hit
-//! whether it is still usable (its signing key still in the issuer's current set).
+//! to collide with a cached one and skip its signature check.
+//!
+//! The hot path takes no lock: the cache is a fixed array of slots, each an
+//! [`ArcSwapOption`], grouped in sets of [`WAYS`] that a digest picks (a set-associative
+//! cache, as in a CPU). A lookup loads at most `WAYS` slots; an insert replaces one slot of
+//! its set with a compare-and-swap and, if another thread got there first, simply does not
+//! cache (the next request will). Memory is bounded by the slot count, fixed at start:
+//! a full set gives up an empty slot first, then an expired entry, then the entry that
+//! expires soonest. An entry lives until the token's `exp`, and the caller decides on every
+//! hit whether it is still usable (its signing key still in the issuer's current set).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest;
 
 use crate::metrics::metrics;
 use crate::verify::VerifiedToken;
 
-const SHARDS: usize = 64;
+/// Slots per set: enough that a handful of busy tokens landing in one set do not evict
+/// each other, few enough that a miss costs only a few loads.
+pub const WAYS: usize = 4;
 
 /// SHA-256 of a whole token: the cache key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenDigest([u8; 32]);
-
-impl Hash for TokenDigest {
-    /// Feeds [`DigestHasher`] 8 digest bytes that the shard choice does not use.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(&self.0[8..16]);
-    }
-}
 
 impl TokenDigest {
     pub fn of(token: &str) -> TokenDigest {
@@ -38,8 +37,12 @@ impl TokenDigest {
         TokenDigest(out)
     }
 
-    fn shard(&self) -> usize {
-        usize::from(self.0[0]) % SHARDS
+    /// The digest is uniform already: its first bytes pick the set as they are.
+    fn set_index(&self, sets: usize) -> usize {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        // `sets` fits in u64 and the remainder is below it, so both casts are lossless.
+        (u64::from_le_bytes(first) % sets as u64) as usize
     }
 }
 
@@ -47,23 +50,6 @@ impl std::fmt::Debug for TokenDigest {
     /// A digest of a bearer token is not the token, but still nothing to print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenDigest(..)")
-    }
-}
-
-/// The key is already a uniform cryptographic digest: hashing it again with SipHash would
-/// only cost time, so the map's hash is digest bytes taken as they are.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(byte);
-        }
     }
 }
 
@@ -78,12 +64,18 @@ pub enum CacheCheck {
     Evict,
 }
 
-type Shard = HashMap<TokenDigest, Arc<VerifiedToken>, BuildHasherDefault<DigestHasher>>;
+/// What one slot holds.
+struct Entry {
+    digest: TokenDigest,
+    token: Arc<VerifiedToken>,
+}
 
-/// A bounded map from token digest to verified token.
+/// A bounded, lock-free map from token digest to verified token.
 pub struct TokenCache {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    slots: Box<[ArcSwapOption<Entry>]>,
+    /// Entries held, for the gauge when the cache is dropped (kept exact by counting only
+    /// the compare-and-swaps that succeeded).
+    held: AtomicI64,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -95,31 +87,34 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
-    /// A cache holding at most about `capacity` tokens (rounded up to a multiple of the
-    /// shard count); 0 disables caching.
+    /// A cache holding at most `capacity` tokens rounded up to a multiple of [`WAYS`];
+    /// 0 disables caching.
     pub fn new(capacity: usize) -> TokenCache {
-        let per_shard = capacity.div_ceil(SHARDS);
         TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard,
+            slots: (0..Self::rounded_capacity(capacity))
+                .map(|_| ArcSwapOption::empty())
+                .collect(),
+            held: AtomicI64::new(0),
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.per_shard * SHARDS
+        self.slots.len()
     }
 
     /// The [`TokenCache::capacity`] that `TokenCache::new(requested)` would have.
     pub fn rounded_capacity(requested: usize) -> usize {
-        requested.div_ceil(SHARDS) * SHARDS
+        requested.div_ceil(WAYS) * WAYS
     }
 
-    fn shard(&self, digest: &TokenDigest) -> MutexGuard<'_, Shard> {
-        // A panic while holding a shard cannot leave a map half-updated in a way that
-        // matters to a cache; keep serving rather than poison every later request.
-        self.shards[digest.shard()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The slots of the set `digest` belongs to (empty when caching is off).
+    fn set(&self, digest: &TokenDigest) -> &[ArcSwapOption<Entry>] {
+        let sets = self.slots.len() / WAYS;
+        if sets == 0 {
+            return &[];
+        }
+        let first = digest.set_index(sets) * WAYS;
+        &self.slots[first..first + WAYS]
     }
 
     /// The cached token, if it has not reached its `exp` at `now` (Unix seconds) and
@@ -131,45 +126,75 @@ impl TokenCache {
         now: u64,
         check: impl FnOnce(&VerifiedToken) -> CacheCheck,
     ) -> Option<Arc<VerifiedToken>> {
-        let mut shard = self.shard(digest);
-        let entry = shard.get(digest)?;
-        let verdict = if entry.exp > now {
-            check(entry)
-        } else {
-            CacheCheck::Evict
-        };
-        match verdict {
-            CacheCheck::Use => Some(Arc::clone(entry)),
-            CacheCheck::Skip => None,
-            CacheCheck::Evict => {
-                shard.remove(digest);
-                metrics().token_cache_entries.dec();
-                None
-            }
+        for slot in self.set(digest) {
+            let current = slot.load();
+            let Some(entry) = current.as_ref().filter(|entry| entry.digest == *digest) else {
+                continue;
+            };
+            let verdict = if entry.token.exp > now {
+                check(&entry.token)
+            } else {
+                CacheCheck::Evict
+            };
+            return match verdict {
+                CacheCheck::Use => Some(Arc::clone(&entry.token)),
+                CacheCheck::Skip => None,
+                CacheCheck::Evict => {
+                    let previous = slot.compare_and_swap(&current, None);
+                    if same_entry(&*previous, &*current) {
+                        self.count(-1);
+                    }
+                    None
+                }
+            };
         }
+        None
     }
 
     /// Caches a verified token until its `exp`. A token already past it is not kept.
     pub fn insert(&self, digest: TokenDigest, token: Arc<VerifiedToken>, now: u64) {
-        if self.per_shard == 0 || token.exp <= now {
+        if token.exp <= now {
             return;
         }
-        let mut shard = self.shard(&digest);
-        if !shard.contains_key(&digest) && shard.len() >= self.per_shard {
-            let evicted = make_room(&mut shard, self.per_shard, now);
-            metrics().token_cache_entries.sub(evicted as i64);
+        let set = self.set(&digest);
+        let mut victim: Option<(usize, u64)> = None;
+        for (index, slot) in set.iter().enumerate() {
+            let rank = match slot.load().as_ref() {
+                // The same token (two requests verified it at once): keep the one there.
+                Some(entry) if entry.digest == digest => return,
+                None => 0,
+                Some(entry) if entry.token.exp <= now => 1,
+                // Soonest `exp` first, after every empty and expired slot.
+                Some(entry) => entry.token.exp.saturating_add(2),
+            };
+            if victim.is_none_or(|(_, best)| rank < best) {
+                victim = Some((index, rank));
+            }
         }
-        if shard.insert(digest, token).is_none() {
-            metrics().token_cache_entries.inc();
+        let Some((index, _)) = victim else {
+            return;
+        };
+        let slot = &set[index];
+        let current = slot.load_full();
+        let was_empty = current.is_none();
+        let previous = slot.compare_and_swap(&current, Some(Arc::new(Entry { digest, token })));
+        // Lost a race with another insert or eviction: this token is not cached this time.
+        if same_entry(&*previous, &current) && was_empty {
+            self.count(1);
         }
     }
 
-    /// Entries held now (takes every shard's lock in turn; for tests and diagnostics).
+    fn count(&self, delta: i64) {
+        self.held.fetch_add(delta, Ordering::Relaxed);
+        metrics().token_cache_entries.add(delta);
+    }
+
+    /// Entries held now (loads every slot; for tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.shards
+        self.slots
             .iter()
-            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+            .filter(|slot| slot.load().is_some())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,32 +202,21 @@ impl TokenCache {
     }
 }
 
-/// Frees space in a full shard: drops expired entries and, if that freed nothing, the
-/// eighth of the shard that expires soonest, so that the O(n) scan runs once per many
-/// inserts. Returns how many entries went.
-fn make_room(shard: &mut Shard, per_shard: usize, now: u64) -> usize {
-    let before = shard.len();
-    shard.retain(|_, token| token.exp > now);
-    if shard.len() < per_shard {
-        return before - shard.len();
+/// True when a compare-and-swap found `expected` in place (so it swapped).
+fn same_entry(found: &Option<Arc<Entry>>, expected: &Option<Arc<Entry>>) -> bool {
+    match (found, expected) {
+        (None, None) => true,
+        (Some(found), Some(expected)) => Arc::ptr_eq(found, expected),
+        _ => false,
     }
-    let batch = (per_shard / 8).max(1);
-    let mut by_exp: Vec<(u64, TokenDigest)> = shard
-        .iter()
-        .map(|(digest, token)| (token.exp, *digest))
-        .collect();
-    by_exp.select_nth_unstable_by_key(batch - 1, |(exp, _)| *exp);
-    for (_, digest) in &by_exp[..batch] {
-        shard.remove(digest);
-    }
-    before - shard.len()
 }
 
 impl Drop for TokenCache {
     /// A cache replaced on reload takes its entries out of the gauge with it.
     fn drop(&mut self) {
-        let held = self.len();
-        metrics().token_cache_entries.sub(held as i64);
+        metrics()
+            .token_cache_entries
+            .sub(self.held.load(Ordering::Relaxed));
     }
 }
 
@@ -273,7 +287,7 @@ mod tests {
 
     #[test]
     fn size_is_bounded_and_expired_entries_go_first() {
-        let cache = TokenCache::new(SHARDS * 4);
+        let cache = TokenCache::new(256);
         for i in 0..10_000u64 {
             cache.insert(
                 TokenDigest::of(&format!("token-{i}")),
@@ -287,7 +301,7 @@ mod tests {
         let newest = TokenDigest::of("token-9999");
         assert!(cache.get(&newest, 50, |_| CacheCheck::Use).is_some());
         // Once everything has expired, new inserts find room without evicting live ones.
-        for i in 0..SHARDS * 4 {
+        for i in 0..256 {
             cache.insert(
                 TokenDigest::of(&format!("later-{i}")),
                 token(1_000_000, "k"),
@@ -295,6 +309,41 @@ mod tests {
             );
         }
         assert!(cache.len() <= cache.capacity());
+    }
+
+    #[test]
+    fn concurrent_inserts_and_evictions_keep_the_count_exact() {
+        let cache = Arc::new(TokenCache::new(64));
+        let workers: Vec<_> = (0..4)
+            .map(|worker| {
+                let cache = Arc::clone(&cache);
+                std::thread::spawn(move || {
+                    for i in 0..5_000u64 {
+                        let digest = TokenDigest::of(&format!("token-{}", i % 300));
+                        match (i + worker) % 3 {
+                            0 => cache.insert(digest, token(1_000 + i, "k"), 10),
+                            1 => drop(cache.get(&digest, 10, |_| CacheCheck::Use)),
+                            _ => drop(cache.get(&digest, 10, |_| CacheCheck::Evict)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("worker thread");
+        }
+        assert!(cache.len() <= cache.capacity());
+        assert_eq!(
+            usize::try_from(cache.held.load(Ordering::Relaxed)).ok(),
+            Some(cache.len())
+        );
+    }
+
+    #[test]
+    fn capacity_rounds_up_to_whole_sets() {
+        assert_eq!(TokenCache::new(1).capacity(), WAYS);
+        assert_eq!(TokenCache::new(100_000).capacity(), 100_000);
+        assert_eq!(TokenCache::new(0).capacity(), 0);
     }
 
     #[test]
