@@ -141,7 +141,7 @@ impl TokenCache {
                 CacheCheck::Skip => None,
                 CacheCheck::Evict => {
                     let previous = slot.compare_and_swap(&current, None);
-                    if same_entry(&*previous, &*current) {
+                    if same_entry(&previous, &current) {
                         self.count(-1);
                     }
                     None
@@ -179,7 +179,7 @@ impl TokenCache {
         let was_empty = current.is_none();
         let previous = slot.compare_and_swap(&current, Some(Arc::new(Entry { digest, token })));
         // Lost a race with another insert or eviction: this token is not cached this time.
-        if same_entry(&*previous, &current) && was_empty {
+        if same_entry(&previous, &current) && was_empty {
             self.count(1);
         }
     }
