@@ -305,6 +305,16 @@ pub fn check_signature(
     if !key.accepts(alg) {
         return Err(Reason::BadSignature);
     }
+    if let Some(parsed) = key.parsed_for(alg) {
+        // The same decoding and the same aws-lc parameters as `jsonwebtoken::crypto::verify`
+        // (tests compare the two), without rebuilding the key for every token.
+        let signature = URL_SAFE_NO_PAD
+            .decode(parts.signature)
+            .map_err(|_| Reason::MalformedToken)?;
+        return parsed
+            .verify_sig(parts.signing_input.as_bytes(), &signature)
+            .map_err(|_| Reason::BadSignature);
+    }
     match jsonwebtoken::crypto::verify(
         parts.signature,
         parts.signing_input.as_bytes(),
@@ -844,6 +854,88 @@ mod tests {
         for byte in 0..=u8::MAX {
             let expected = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
             assert_eq!(is_base64url_byte(byte), expected, "byte {byte:#04x}");
+        }
+    }
+
+    /// The pre-parsed aws-lc key and `jsonwebtoken` agree on every signature, good or bad.
+    #[test]
+    fn parsed_key_path_agrees_with_jsonwebtoken() {
+        let mut rsa_any_alg = rsa_jwk(rsa(0), "r");
+        if let Some(members) = rsa_any_alg.as_object_mut() {
+            members.remove("alg");
+        }
+        let jwks = json!({"keys": [rsa_any_alg, p256_jwk(p256(), "p")]});
+        let keys = parse_jwks(
+            jwks.to_string().as_bytes(),
+            "test",
+            &[Algorithm::RS256, Algorithm::PS256, Algorithm::ES256],
+        )
+        .expect("key set");
+        let claims = json!({"sub": "x"});
+        let rs256 = rs256(rsa(0), "r", &claims);
+        let ps256 = token(&json!({"alg": "PS256", "kid": "r"}), &claims, |m| {
+            sign_rsa(rsa(0), &aws_sig::RSA_PSS_SHA256, m)
+        });
+        let es256 = token(&json!({"alg": "ES256", "kid": "p"}), &claims, |m| {
+            sign_p256(p256(), m)
+        });
+        let mut cases = Vec::new();
+        for (token, alg, kid) in [
+            (rs256, Algorithm::RS256, "r"),
+            (ps256, Algorithm::PS256, "r"),
+            (es256, Algorithm::ES256, "p"),
+        ] {
+            let (signing_input, signature) = token.rsplit_once('.').expect("three parts");
+            let mut flipped = signature.as_bytes().to_vec();
+            flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+            let flipped = String::from_utf8(flipped).expect("ascii");
+            cases.push((format!("{signing_input}.{signature}"), alg, kid, Ok(())));
+            cases.push((
+                format!("{signing_input}.{flipped}"),
+                alg,
+                kid,
+                Err(Reason::BadSignature),
+            ));
+            cases.push((
+                format!("{signing_input}x.{signature}"),
+                alg,
+                kid,
+                Err(Reason::BadSignature),
+            ));
+            cases.push((
+                format!("{signing_input}.{}", &signature[..20]),
+                alg,
+                kid,
+                Err(Reason::BadSignature),
+            ));
+            cases.push((
+                format!("{signing_input}.{signature}AAA"),
+                alg,
+                kid,
+                Err(Reason::MalformedToken),
+            ));
+        }
+        for (token, alg, kid, expected) in cases {
+            let (_, parts) = split_token(&token).expect("well-formed");
+            let KeyChoice::Key(key) = keys.select(Some(kid), alg) else {
+                panic!("no key for {kid}");
+            };
+            assert_eq!(key.parsed_for(alg).is_some(), alg != Algorithm::PS256);
+            let by_library = match jsonwebtoken::crypto::verify(
+                parts.signature,
+                parts.signing_input.as_bytes(),
+                key.decoding_key(),
+                alg,
+            ) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Reason::BadSignature),
+                Err(error) if matches!(error.kind(), ErrorKind::Base64(_)) => {
+                    Err(Reason::MalformedToken)
+                }
+                Err(_) => Err(Reason::BadSignature),
+            };
+            assert_eq!(check_signature(&parts, key, alg), expected, "{alg:?}");
+            assert_eq!(by_library, expected, "{alg:?} through jsonwebtoken");
         }
     }
 
