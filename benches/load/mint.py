@@ -16,6 +16,10 @@ Writes into OUTDIR:
   token-bad-sig             the reused token with one signature byte flipped
   token-wrong-owner         signed, valid, but repository_owner "evil" (jobgate: 403)
 
+The ring's tokens are numbered (jti, run_id, check_run_id) from --serial-base. A large ring
+(run.sh's memory mode: 130 000 tokens, about a minute) is written in batches, with progress
+on stderr.
+
 Never commit the key or the tokens: run.sh makes them in a temporary directory.
 """
 
@@ -163,18 +167,25 @@ def claims(issuer: str, audience: str, serial: int, now: int, **override) -> dic
 # Worker-process state for parallel minting.
 _KEY: RsaKey | None = None
 _HEADER = ""
+_RING: tuple[str, str, int] = ("", "", 0)  # issuer, audience, now
 
 
-def _init_worker(pem_path: str, header: str) -> None:
-    global _KEY, _HEADER
+def _init_worker(pem_path: str, header: str, issuer: str = "", audience: str = "", now: int = 0) -> None:
+    global _KEY, _HEADER, _RING
     _KEY = RsaKey(pem_path)
     _HEADER = header
+    _RING = (issuer, audience, now)
 
 
 def _mint(payload: dict) -> str:
     assert _KEY is not None
     signing_input = _HEADER + "." + b64url(json.dumps(payload, separators=(",", ":")).encode())
     return signing_input + "." + b64url(_KEY.sign(signing_input.encode()))
+
+
+def _mint_serial(serial: int) -> str:
+    issuer, audience, now = _RING
+    return _mint(claims(issuer, audience, serial, now))
 
 
 def main() -> int:
@@ -184,6 +195,7 @@ def main() -> int:
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--audience", required=True)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--serial-base", type=int, default=1000, help="serial (jti, run_id) of the ring's first token")
     args = parser.parse_args()
 
     key = RsaKey(args.key)
@@ -236,13 +248,26 @@ def main() -> int:
     write("token-bad-sig", signing_input + "." + b64url(bytes(flipped)) + "\n")
 
     started = time.monotonic()
-    payloads = [claims(args.issuer, args.audience, 1000 + i, now) for i in range(args.count)]
     workers = max(1, min(os.cpu_count() or 1, 4))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(args.key, header)) as pool:
-        tokens = list(pool.map(_mint, payloads, chunksize=64))
-    write("tokens", "\n".join(tokens) + "\n")
+    # Workers build the claims from the serial number, so only integers and finished tokens
+    # cross processes; the ring is written batch by batch (100 000 tokens are ~140 MB).
+    batch = 10_000
+    minted = 0
+    initargs = (args.key, header, args.issuer, args.audience, now)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=initargs) as pool:
+        with open(os.path.join(args.outdir, "tokens"), "w") as ring:
+            for first in range(0, args.count, batch):
+                serials = range(args.serial_base + first, args.serial_base + min(first + batch, args.count))
+                tokens = list(pool.map(_mint_serial, serials, chunksize=64))
+                ring.write("\n".join(tokens) + "\n")
+                minted += len(tokens)
+                if args.count > 2 * batch:
+                    print(
+                        f"mint.py: {minted:,} / {args.count:,} tokens ({time.monotonic() - started:.0f} s)",
+                        file=sys.stderr,
+                    )
     print(
-        f"mint.py: kid {jwk['kid']}, {len(tokens)} fresh tokens of {len(reused)} bytes "
+        f"mint.py: kid {jwk['kid']}, {minted} fresh tokens of {len(reused)} bytes "
         f"in {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )

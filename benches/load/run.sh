@@ -15,8 +15,11 @@
 #  4. checks every target answers as it should (200 with a valid token, 401 without, ...);
 #  5. runs the targets in rotation (A B C D, A B C D, ...) per mode with identical wrk
 #     settings, sampling each proxy's CPU time from /proc/<pid>/stat around every run;
-#  6. prints a Markdown table (medians of rounds; ratios computed within each round).
+#  6. prints a Markdown table (medians of rounds; ratios computed within each round);
+#  7. mode `memory`: jobgate's RSS at idle, with 1 000 idle keep-alive connections (nginx and
+#     HAProxy too) and with 100 000 cached tokens, then past the cache bound.
 # Every process it starts is stopped by PID on exit; every run is bounded by `timeout`.
+# shellcheck disable=SC2154  # PID_<name> variables are set by start() through printf -v
 
 set -euo pipefail
 
@@ -30,7 +33,9 @@ CONNS=32
 WORKERS=1
 PORT_BASE=18400
 TOKEN_COUNT=2000
-MODES="reused fresh latency audit"
+MODES="reused fresh latency audit memory"
+MEM_TOKENS=100000
+MEM_CONNS=1000
 BUILD=1
 JOBGATE_BIN=""
 KEEP=0
@@ -50,9 +55,13 @@ usage: bash benches/load/run.sh [options]
       --workers N       worker processes/threads of EVERY proxy and of the upstream:
                         nginx worker_processes, HAProxy nbthread, jobgate [server] threads
                         (default $WORKERS)
-      --modes "LIST"    any of: reused fresh latency audit (default "$MODES")
+      --modes "LIST"    any of: reused fresh latency audit memory (default "$MODES")
       --tokens N        size of the fresh-token ring (default $TOKEN_COUNT)
-      --port-base P     uses ports P+1 .. P+12 on 127.0.0.1 (default $PORT_BASE)
+      --memory-tokens N memory mode: jobgate's token_cache_entries, and the number of
+                        distinct tokens cached; N + 30 % are sent in all (default $MEM_TOKENS)
+      --memory-conns N  memory mode: idle keep-alive connections held open, at most 4000
+                        (default $MEM_CONNS)
+      --port-base P     uses ports P+1 .. P+14 on 127.0.0.1 (default $PORT_BASE)
       --no-build        do not run cargo build; use target/release/jobgate as it is
       --jobgate PATH    benchmark this jobgate binary (implies --no-build)
       --haproxy-full    HAProxy also checks nbf and the route's allow rule and sets two
@@ -75,6 +84,8 @@ while [[ $# -gt 0 ]]; do
         --workers) WORKERS=$2; shift 2 ;;
         --modes) MODES=$2; shift 2 ;;
         --tokens) TOKEN_COUNT=$2; shift 2 ;;
+        --memory-tokens) MEM_TOKENS=$2; shift 2 ;;
+        --memory-conns) MEM_CONNS=$2; shift 2 ;;
         --port-base) PORT_BASE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --jobgate) JOBGATE_BIN=$2; BUILD=0; shift 2 ;;
@@ -87,11 +98,18 @@ while [[ $# -gt 0 ]]; do
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-for n in ROUNDS DURATION THREADS CONNS WORKERS TOKEN_COUNT PORT_BASE; do
+for n in ROUNDS DURATION THREADS CONNS WORKERS TOKEN_COUNT PORT_BASE MEM_TOKENS MEM_CONNS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $n must be a positive integer" >&2; exit 2; }
 done
+# nginx has worker_connections 4096: room for the held connections and the upstream ones.
+[[ $MEM_CONNS -le 4000 ]] || { echo "run.sh: --memory-conns is at most 4000" >&2; exit 2; }
+MEMORY=0
 for m in $MODES; do
-    case $m in reused|fresh|latency|audit) ;; *) echo "run.sh: unknown mode $m" >&2; exit 2 ;; esac
+    case $m in
+        reused|fresh|latency|audit) ;;
+        memory) MEMORY=1 ;;
+        *) echo "run.sh: unknown mode $m" >&2; exit 2 ;;
+    esac
 done
 
 log() { printf '[load %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -178,7 +196,7 @@ P_UP=$((PORT_BASE + 1))       # upstream (nginx, return 200 "ok")
 P_ISS=$((PORT_BASE + 2))      # issuer: discovery + JWKS (same nginx)
 P_JG=$((PORT_BASE + 3))       # jobgate, default token cache
 P_JG_ADMIN=$((PORT_BASE + 4))
-P_JGF=$((PORT_BASE + 5))      # jobgate, cache bounded to 64 entries (fresh-token mode)
+P_JGF=$((PORT_BASE + 5))      # jobgate, cache bounded to 4 entries (fresh-token mode)
 P_JGF_ADMIN=$((PORT_BASE + 6))
 P_JGA=$((PORT_BASE + 7))      # jobgate, audit log to a file
 P_JGA_ADMIN=$((PORT_BASE + 8))
@@ -186,7 +204,9 @@ P_NGX=$((PORT_BASE + 9))      # nginx reverse proxy, no auth
 P_HAP=$((PORT_BASE + 10))     # HAProxy with jwt_verify
 P_CG=$((PORT_BASE + 11))      # --callgrind: the target under valgrind
 P_CG_ADMIN=$((PORT_BASE + 12))
-for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 12))); do
+P_JGM=$((PORT_BASE + 13))     # memory mode: jobgate with token_cache_entries = MEM_TOKENS
+P_JGM_ADMIN=$((PORT_BASE + 14))
+for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 14))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is in use; pick other ports with --port-base"
     fi
@@ -378,13 +398,15 @@ auth = false
 EOF
 }
 jobgate_config "$P_JG" "$P_JG_ADMIN" "" off > "$WORK/conf/jobgate.toml"
-# Fresh-token mode: the cache is bounded to 1 entry per shard (64 in all), far below the
+# Fresh-token mode: the cache is bounded to one set of 4 entries, far below the
 # ring of $TOKEN_COUNT tokens cycled in order, so (almost) every request is a cache miss
 # and pays a full RS256 verify, as a never-seen token would. Checked from /metrics.
 jobgate_config "$P_JGF" "$P_JGF_ADMIN" "token_cache_entries = 1" off > "$WORK/conf/jobgate-fresh.toml"
 jobgate_config "$P_JGA" "$P_JGA_ADMIN" "" "$WORK/logs/audit.jsonl" > "$WORK/conf/jobgate-audit.toml"
+# Memory mode: its own instance, started only for that mode, with an explicit cache bound.
+jobgate_config "$P_JGM" "$P_JGM_ADMIN" "token_cache_entries = $MEM_TOKENS" off > "$WORK/conf/jobgate-memory.toml"
 
-for cfg in jobgate jobgate-fresh jobgate-audit; do
+for cfg in jobgate jobgate-fresh jobgate-audit jobgate-memory; do
     "$JG" check -c "$WORK/conf/$cfg.toml" > "$WORK/logs/$cfg-check.txt" 2>&1 \
         || { cat "$WORK/logs/$cfg-check.txt" >&2; die "jobgate check refused $cfg.toml"; }
 done
@@ -420,6 +442,17 @@ wait_ready() {  # $1 = admin port, $2 = name
     die "$2 not ready (/readyz) within 10 s"
 }
 
+# Memory mode holds MEM_CONNS client sockets (python) and as many in jobgate, nginx and
+# HAProxy, which all inherit this shell's open-files limit.
+if [[ $MEMORY -eq 1 ]]; then
+    want_fds=$((MEM_CONNS + 1024))
+    if [[ $(ulimit -Sn) != unlimited && $(ulimit -Sn) -lt $want_fds ]]; then
+        ulimit -Sn "$want_fds" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+        [[ $(ulimit -Sn) == unlimited || $(ulimit -Sn) -ge $want_fds ]] \
+            || die "open-files limit $(ulimit -Sn) < $want_fds needed by --memory-conns $MEM_CONNS"
+    fi
+fi
+
 log "starting upstream+issuer (nginx), jobgate x3, nginx proxy, haproxy; $WORKERS worker(s) each"
 start upstream nginx -p "$WORK/" -e "$WORK/logs/upstream-early.log" -c "$WORK/conf/nginx-upstream.conf"
 wait_port "$P_UP" upstream "$PID_upstream"
@@ -439,6 +472,7 @@ wait_ready "$P_JGF_ADMIN" jobgate-fresh
 wait_ready "$P_JGA_ADMIN" jobgate-audit
 
 # The processes whose CPU time counts as each target's: nginx = master + workers.
+# shellcheck disable=SC2046  # one PID per word
 family() { echo "$1" $(pgrep -P "$1" || true); }
 PIDS_UPSTREAM=$(family "$PID_upstream")
 declare -A URL PIDS ADMIN
@@ -524,8 +558,8 @@ sys_ticks() {  # sum of stime (clock ticks) over the given PIDs
     echo "$total"
 }
 machine_ticks() {  # "busy total" from /proc/stat, clock ticks
-    local cpu user nice system idle iowait irq softirq steal rest
-    read -r cpu user nice system idle iowait irq softirq steal rest < /proc/stat
+    local user nice system idle iowait irq softirq steal rest
+    read -r _ user nice system idle iowait irq softirq steal rest < /proc/stat
     echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
 }
 cache_counts() {  # "hits misses" of a jobgate instance, from /metrics
@@ -566,14 +600,18 @@ measure() {  # $1 mode, $2 round, $3 target
     local c0 u0 m0 k0 h0=0 s0=0 c1 u1 m1 k1 h1=0 s1=0
     [[ -n ${ADMIN[$target]:-} ]] && read -r h0 s0 < <(cache_counts "${ADMIN[$target]}")
     # shellcheck disable=SC2086
-    c0=$(cpu_ticks ${PIDS[$target]}); k0=$(sys_ticks ${PIDS[$target]})
+    c0=$(cpu_ticks ${PIDS[$target]})
+    # shellcheck disable=SC2086
+    k0=$(sys_ticks ${PIDS[$target]})
     # shellcheck disable=SC2086
     u0=$(cpu_ticks $PIDS_UPSTREAM); m0=$(machine_ticks)
     times > "$WORK/tmp/times0"
     run_wrk "$mode" "$target" "$DURATION"
     times > "$WORK/tmp/times1"
     # shellcheck disable=SC2086
-    c1=$(cpu_ticks ${PIDS[$target]}); k1=$(sys_ticks ${PIDS[$target]})
+    c1=$(cpu_ticks ${PIDS[$target]})
+    # shellcheck disable=SC2086
+    k1=$(sys_ticks ${PIDS[$target]})
     # shellcheck disable=SC2086
     u1=$(cpu_ticks $PIDS_UPSTREAM); m1=$(machine_ticks)
     [[ -n ${ADMIN[$target]:-} ]] && read -r h1 s1 < <(cache_counts "${ADMIN[$target]}")
@@ -608,19 +646,21 @@ targets_of() {
         fresh) echo "jg_fresh haproxy nginx" ;;
         latency) echo "direct jg_auth nginx haproxy" ;;
         audit) echo "jg_auth jg_audit" ;;
+        memory) ;;  # not a wrk rotation: see "memory mode" below
     esac
 }
 
-log "warm-up (2 s per target, not recorded)"
-for mode in $MODES; do
-    for target in $(targets_of "$mode"); do
-        run_wrk "$mode" "$target" 2
-    done
-done
-
 total_runs=0
 for mode in $MODES; do total_runs=$((total_runs + ROUNDS * $(wc -w <<< "$(targets_of "$mode")"))); done
-log "measuring: $total_runs runs of ${DURATION}s (about $((total_runs * (DURATION + 1) / 60 + 1)) min)"
+if [[ $total_runs -gt 0 ]]; then
+    log "warm-up (2 s per target, not recorded)"
+    for mode in $MODES; do
+        for target in $(targets_of "$mode"); do
+            run_wrk "$mode" "$target" 2
+        done
+    done
+    log "measuring: $total_runs runs of ${DURATION}s (about $((total_runs * (DURATION + 1) / 60 + 1)) min)"
+fi
 for mode in $MODES; do
     for round in $(seq 1 "$ROUNDS"); do
         for target in $(targets_of "$mode"); do
@@ -628,6 +668,189 @@ for mode in $MODES; do
         done
     done
 done
+
+# ---------------------------------------------------------------- memory mode
+# jobgate's resident memory (VmRSS, /proc/<pid>/status) in four states, on an instance of
+# its own: idle; holding MEM_CONNS idle keep-alive connections (one request answered on each;
+# nginx and HAProxy the same, master + workers summed); holding MEM_TOKENS verified tokens in
+# its cache; and after 30 % more distinct tokens than the bound, to show the bound holds.
+# The table goes to $WORK/memory.md and is appended to the report below.
+rss_kib() {  # sum of VmRSS (KiB) over the given PIDs
+    local total=0 pid kb
+    for pid in "$@"; do
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+fd_count() {  # open file descriptors of a process
+    find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
+}
+metric_value() {  # $1 admin port, $2 metric name without labels: its value (integer)
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" \
+        | awk -v name="$2" '$1 == name { v = $2 } END { printf "%d\n", v }'
+}
+stop_started() {  # $1 pid from STARTED_PIDS: TERM, up to 10 s, KILL; then dropped from the list
+    local pid=$1 p kept=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${STARTED_PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    STARTED_PIDS=("${kept[@]}")
+}
+thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+delta_mib() { awk -v d="$1" 'BEGIN { printf "%+.1f MiB", d / 1024 }'; }
+per_unit() {  # $1 KiB, $2 units: "x.x KiB"
+    awk -v k="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f KiB", k / n; else printf "—" }'
+}
+HOLD_PID=""
+HOLD_LINE=""
+hold_open() {  # $1 label, $2 port: MEM_CONNS idle keep-alive connections, held by memory.py
+    local label=$1 port=$2 ready="$WORK/tmp/hold-$1.ready"
+    rm -f "$ready"
+    # jobgate closes a connection idle for 60 s: the holder lets go after 50 s at the latest.
+    timeout 120 python3 "$HERE/memory.py" hold --port "$port" --path /api/bench \
+        --token-file "$WORK/issuer/token" --count "$MEM_CONNS" --ready "$ready" \
+        --deadline 40 --hold-seconds 50 > "$WORK/logs/hold-$label.out" 2>&1 &
+    HOLD_PID=$!
+    STARTED_PIDS+=("$HOLD_PID")
+    for _ in $(seq 1 450); do
+        [[ -s $ready ]] && break
+        kill -0 "$HOLD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -s $ready ]] || { cat "$WORK/logs/hold-$label.out" >&2; die "memory: could not open connections to $label"; }
+    HOLD_LINE=$(cat "$ready")
+    sleep 1   # let the proxy settle; every connection has had its answer
+}
+drive_tokens() {  # $1 first line, $2 last line of the memory ring: each token sent once
+    local first=$1 last=$2 out="$WORK/tmp/drive-$1.out"
+    log "memory: sending tokens $(thousands "$first")–$(thousands "$last") once each (8 connections)"
+    timeout 1800 python3 "$HERE/memory.py" drive --port "$P_JGM" --path /api/bench \
+        --tokens "$WORK/memory/tokens" --first "$first" --last "$last" --connections 8 \
+        --deadline 1700 > "$out" 2> "$WORK/logs/drive-$1.err" || true
+    sed 's/^/  /' "$WORK/logs/drive-$1.err" >&2
+    DRIVE_LINE=$(tail -1 "$out")
+    log "memory: $DRIVE_LINE"
+}
+field() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<< "$2"; }  # $1 key, $2 "key=value ..." line
+
+if [[ $MEMORY -eq 1 ]]; then
+    mem_started=$SECONDS
+    MEM_TOTAL=$((MEM_TOKENS * 13 / 10))
+    # jobgate rounds token_cache_entries up to a multiple of its 4-way sets (of its 64
+    # shards before the lock-free cache): the next multiple of 64 bounds both.
+    MEM_CAPACITY=$(( (MEM_TOKENS + 63) / 64 * 64 ))
+    log "memory: jobgate with token_cache_entries = $MEM_TOKENS (at most $MEM_CAPACITY) on :$P_JGM"
+    start jobgate-memory "$JG" serve -c "$WORK/conf/jobgate-memory.toml"
+    wait_port "$P_JGM" jobgate-memory "$PID_jobgate_memory"
+    wait_ready "$P_JGM_ADMIN" jobgate-memory
+    JGM=$PID_jobgate_memory
+    warm_bad=0
+    for _ in $(seq 1 10); do
+        for spec in "/api/bench $WORK/issuer/token" "/public/bench -"; do
+            got=$(code_of "http://127.0.0.1:$P_JGM${spec%% *}" "${spec#* }")
+            [[ ${got%% *} == 200 ]] || warm_bad=$((warm_bad + 1))
+        done
+    done
+    [[ $warm_bad -eq 0 ]] || die "memory: $warm_bad of 20 warm-up requests to jobgate-memory were not 200"
+    sleep 2
+    mem_idle=$(rss_kib "$JGM"); fds_idle=$(fd_count "$JGM")
+    log "memory: jobgate idle $(mib "$mem_idle"), $fds_idle fds"
+
+    # 1. idle keep-alive connections: jobgate, then nginx and HAProxy for comparison.
+    declare -A CONN_BEFORE CONN_HELD CONN_AFTER CONN_OK CONN_FDS
+    for spec in "jobgate:$P_JGM:$JGM" "nginx:$P_NGX:$(family "$PID_nginx_proxy")" "haproxy:$P_HAP:$PID_haproxy"; do
+        IFS=: read -r label port pids <<< "$spec"
+        # shellcheck disable=SC2086
+        CONN_BEFORE[$label]=$(rss_kib $pids)
+        log "memory: $MEM_CONNS keep-alive connections to $label"
+        hold_open "$label" "$port"
+        # shellcheck disable=SC2086
+        CONN_HELD[$label]=$(rss_kib $pids)
+        CONN_OK[$label]=$(field ok "$HOLD_LINE")
+        [[ $label == jobgate ]] && CONN_FDS[$label]=$(fd_count "$JGM")
+        stop_started "$HOLD_PID"
+        # The proxy sees the closes at once; give its allocator a moment.
+        sleep 2
+        # shellcheck disable=SC2086
+        CONN_AFTER[$label]=$(rss_kib $pids)
+        log "memory: $label $(mib "${CONN_BEFORE[$label]}") -> $(mib "${CONN_HELD[$label]}") with $HOLD_LINE -> $(mib "${CONN_AFTER[$label]}") closed"
+    done
+    fds_closed=$(fd_count "$JGM")
+
+    # 2. MEM_TOKENS distinct tokens, then 30 % more: the cache must stay within its bound.
+    mkdir -p "$WORK/memory"
+    log "memory: minting $(thousands "$MEM_TOTAL") distinct tokens (about $((MEM_TOTAL * 6 / 10000 + 1)) s on 2 cores)"
+    mint_started=$SECONDS
+    timeout 1800 python3 "$HERE/mint.py" "$WORK/key/key.pem" "$WORK/memory" \
+        --issuer "$ISSUER" --audience "$AUDIENCE" --count "$MEM_TOTAL" --serial-base 1000000 \
+        || die "memory: minting the token ring failed"
+    mint_seconds=$((SECONDS - mint_started))
+    read -r _ misses0 < <(cache_counts "$P_JGM_ADMIN")
+    mem_before_tokens=$(rss_kib "$JGM")
+    drive_tokens 1 "$MEM_TOKENS"
+    drive1=$DRIVE_LINE
+    sleep 1
+    mem_tokens=$(rss_kib "$JGM")
+    entries_tokens=$(metric_value "$P_JGM_ADMIN" jobgate_token_cache_entries)
+    read -r _ misses1 < <(cache_counts "$P_JGM_ADMIN")
+    log "memory: $(thousands "$entries_tokens") cache entries, RSS $(mib "$mem_tokens")"
+    drive_tokens $((MEM_TOKENS + 1)) "$MEM_TOTAL"
+    drive2=$DRIVE_LINE
+    sleep 1
+    mem_over=$(rss_kib "$JGM")
+    entries_over=$(metric_value "$P_JGM_ADMIN" jobgate_token_cache_entries)
+    read -r _ misses2 < <(cache_counts "$P_JGM_ADMIN")
+    log "memory: $(thousands "$entries_over") cache entries, RSS $(mib "$mem_over")"
+    stop_started "$JGM"
+    rm -rf "$WORK/memory"   # ~230 MB of tokens
+    mem_seconds=$((SECONDS - mem_started))
+
+    ok1=$(field ok "$drive1"); ok2=$(field ok "$drive2")
+    n2=$((MEM_TOTAL - MEM_TOKENS))
+    answers() {  # $1 ok, $2 expected
+        if [[ $1 == "$2" ]]; then echo "all $(thousands "$2") answered 200"; else echo "⚠ only $(thousands "${1:-0}") of $(thousands "$2") answered 200"; fi
+    }
+    conns_check() {  # $1 label
+        local ok=${CONN_OK[$1]:-0}
+        if [[ $ok == "$MEM_CONNS" ]]; then echo "$(thousands "$ok") answered 200 and stayed open"; else echo "⚠ $(thousands "$ok") of $(thousands "$MEM_CONNS") answered 200 and stayed open"; fi
+    }
+    if [[ $entries_over -le $MEM_CAPACITY ]]; then bound="bound holds"; else bound="⚠ over the bound"; fi
+    c=$(thousands "$MEM_CONNS")
+    {
+        echo
+        echo "### Memory (jobgate RSS)"
+        echo
+        echo "| state | RSS | change | per unit | check |"
+        echo "|---|---|---|---|---|"
+        echo "| jobgate idle (after 20 requests) | $(mib "$mem_idle") | — | — | $fds_idle fds |"
+        echo "| jobgate, $c idle keep-alive connections | $(mib "${CONN_HELD[jobgate]}") | $(delta_mib $((CONN_HELD[jobgate] - CONN_BEFORE[jobgate]))) | $(per_unit $((CONN_HELD[jobgate] - CONN_BEFORE[jobgate])) "${CONN_OK[jobgate]:-0}") per connection | $(conns_check jobgate); fds $fds_idle → $(thousands "${CONN_FDS[jobgate]}") |"
+        echo "| jobgate, those connections closed (2 s later) | $(mib "${CONN_AFTER[jobgate]}") | $(delta_mib $((CONN_AFTER[jobgate] - mem_idle))) vs idle | — | fds back to $fds_closed |"
+        echo "| jobgate, $(thousands "$MEM_TOKENS") distinct tokens verified | $(mib "$mem_tokens") | $(delta_mib $((mem_tokens - mem_before_tokens))) | $(per_unit $((mem_tokens - mem_before_tokens)) "$entries_tokens") per cached token | $(answers "$ok1" "$MEM_TOKENS"), $(thousands $((misses1 - misses0))) cache misses; $(thousands "$entries_tokens") entries held |"
+        echo "| jobgate, $(thousands "$n2") more distinct tokens ($(thousands "$MEM_TOTAL") in all) | $(mib "$mem_over") | $(delta_mib $((mem_over - mem_tokens))) | — | $(answers "$ok2" "$n2"), $(thousands $((misses2 - misses1))) cache misses; $(thousands "$entries_over") entries ≤ $(thousands "$MEM_CAPACITY"): $bound |"
+        echo "| nginx (master + workers), $c idle keep-alive connections | $(mib "${CONN_HELD[nginx]}") | $(delta_mib $((CONN_HELD[nginx] - CONN_BEFORE[nginx]))) | $(per_unit $((CONN_HELD[nginx] - CONN_BEFORE[nginx])) "${CONN_OK[nginx]:-0}") per connection | $(conns_check nginx); $(mib "${CONN_AFTER[nginx]}") once closed |"
+        echo "| HAProxy, $c idle keep-alive connections | $(mib "${CONN_HELD[haproxy]}") | $(delta_mib $((CONN_HELD[haproxy] - CONN_BEFORE[haproxy]))) | $(per_unit $((CONN_HELD[haproxy] - CONN_BEFORE[haproxy])) "${CONN_OK[haproxy]:-0}") per connection | $(conns_check haproxy); $(mib "${CONN_AFTER[haproxy]}") once closed |"
+        echo
+        echo "Notes: VmRSS from /proc/<pid>/status (nginx: master + workers summed); $WORKERS worker each."
+        echo "Connections: one GET /api/bench with the reused token on each (jobgate and HAProxy verify it),"
+        echo "answer read in full, then held idle (jobgate closes keep-alive connections idle for 60 s; the"
+        echo "reading is taken within seconds); change = RSS held − RSS just before opening them. Kernel socket"
+        echo "buffers are in no process's RSS; nginx and HAProxy free an idle connection's buffers (nginx also"
+        echo "preallocates its connection slots), so theirs is near 0."
+        echo "Tokens: change and per cached token = (RSS after the tokens − RSS just before them) ÷ entries"
+        echo "held (\`jobgate_token_cache_entries\`). \`token_cache_entries = $(thousands "$MEM_TOKENS")\`, which jobgate rounds up to"
+        echo "at most $(thousands "$MEM_CAPACITY"); its cache is split in parts picked by the token's digest (shards, or sets)"
+        echo "that evict on their own when full, so it holds somewhat fewer entries than tokens sent."
+        echo "Memory mode took $mem_seconds s, of which $mint_seconds s minting $(thousands "$MEM_TOTAL") RS256 tokens and"
+        echo "$(field seconds "$drive1") + $(field seconds "$drive2") s sending them."
+    } > "$WORK/memory.md"
+fi
 
 # ---------------------------------------------------------------- report
 jg_version=$("$JG" --version 2>/dev/null | head -1 || echo jobgate)
@@ -653,6 +876,7 @@ tokens=$TOKEN_COUNT
 haproxy_config=$([[ $HAPROXY_FULL -eq 1 ]] && echo full || echo lean)
 EOF
 python3 "$HERE/report.py" "$RESULTS" "$WORK/meta.env" | tee "$WORK/table.md"
+if [[ -s $WORK/memory.md ]]; then tee -a "$WORK/table.md" < "$WORK/memory.md"; fi
 
 # ---------------------------------------------------------------- optional profile
 if [[ $PERF -eq 1 ]]; then
@@ -737,6 +961,7 @@ if [[ $CALLGRIND -eq 1 ]]; then
             sleep 0.5
             local dump requests
             dump=$(grep -l "^desc: Trigger: dump $label\$" "$WORK"/tmp/cg-*.*.* 2>/dev/null | head -1 || true)
+            # shellcheck disable=SC2012  # newest file; the names are ours
             [[ -z $dump ]] && dump=$(ls -t "$WORK"/tmp/cg-*.*.* 2>/dev/null | head -1 || true)
             requests=$(grep -o 'requests=[0-9]*' "$WORK/tmp/cg-wrk-$label.txt" | cut -d= -f2 || true)
             if [[ -z $dump || -z $requests || $requests -eq 0 ]]; then
