@@ -30,6 +30,14 @@ impl ClaimValue {
         }
     }
 
+    /// [`ClaimValue::from_json`], moving a string value instead of copying it.
+    fn from_owned_json(value: Value) -> ClaimValue {
+        match value {
+            Value::String(text) => ClaimValue::Text(text.into_boxed_str()),
+            other => ClaimValue::from_json(&other),
+        }
+    }
+
     /// The value when it is a single scalar.
     pub fn as_text(&self) -> Option<&str> {
         match self {
@@ -64,6 +72,18 @@ impl Claims {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         Claims {
             entries: entries.into(),
+        }
+    }
+
+    /// [`Claims::from_json_object`] for members already sorted by name and unique (a
+    /// verified payload), taking their strings instead of copying them.
+    pub fn from_sorted_members(members: Vec<(String, Value)>) -> Claims {
+        debug_assert!(members.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        Claims {
+            entries: members
+                .into_iter()
+                .map(|(name, value)| (name.into_boxed_str(), ClaimValue::from_owned_json(value)))
+                .collect(),
         }
     }
 

@@ -37,11 +37,12 @@ fn claim_text(claims: &Claims, claim: &str) -> Option<String> {
 
 /// Only visible ASCII and space may be forwarded: anything else (TAB, CR/LF, other
 /// controls, non-ASCII) could split or smuggle headers, or be read differently upstream.
-fn forwardable(value: &str) -> Result<HeaderValue, Reason> {
+/// Takes the text by value: the header value keeps its buffer instead of a copy.
+fn forwardable(value: String) -> Result<HeaderValue, Reason> {
     if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
         return Err(Reason::UnforwardableClaim);
     }
-    HeaderValue::from_str(value).map_err(|_| Reason::UnforwardableClaim)
+    HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| Reason::UnforwardableClaim)
 }
 
 const ISSUER_HEADER: HeaderName = HeaderName::from_static("x-jobgate-issuer");
@@ -74,7 +75,7 @@ pub fn identity_headers(
     route: &str,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
     let mut headers = token_headers(issuer, claims)?;
-    headers.push((ROUTE_HEADER, forwardable(route)?));
+    headers.push((ROUTE_HEADER, forwardable(route.to_owned())?));
     Ok(headers)
 }
 
@@ -92,12 +93,12 @@ pub fn token_headers(
             claim_text(claims, claim)
         };
         if let Some(value) = value {
-            headers.push((name.clone(), forwardable(&value)?));
+            headers.push((name.clone(), forwardable(value)?));
         }
     }
     for (name, claim) in [(ISSUER_HEADER, "iss"), (SUBJECT_HEADER, "sub")] {
         if let Some(value) = claim_text(claims, claim) {
-            headers.push((name, forwardable(&value)?));
+            headers.push((name, forwardable(value)?));
         }
     }
     Ok(headers)
@@ -105,7 +106,7 @@ pub fn token_headers(
 
 /// The `X-Jobgate-Route` value of a route, built once per config load.
 pub fn route_header_value(route: &str) -> Result<HeaderValue, Reason> {
-    forwardable(route)
+    forwardable(route.to_owned())
 }
 
 /// Header-name prefixes that only jobgate may set.

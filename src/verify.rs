@@ -355,33 +355,40 @@ pub struct TokenTimes {
 /// `jti` strings when present; `aud` a string or a list of strings; `exp` and `iat`
 /// required NumericDates; `nbf` optional. The error names the broken claim, for `explain`.
 pub fn claim_times(object: &serde_json::Map<String, Value>) -> Result<TokenTimes, String> {
+    claim_times_by(|name| object.get(name))
+}
+
+/// [`claim_times`] over any lookup of the payload's members by name.
+fn claim_times_by<'v>(get: impl Fn(&str) -> Option<&'v Value>) -> Result<TokenTimes, String> {
     for name in ["iss", "sub", "jti"] {
-        if !matches!(object.get(name), None | Some(Value::String(_))) {
+        if !matches!(get(name), None | Some(Value::String(_))) {
             return Err(format!("{name} must be a string"));
         }
     }
-    match object.get("aud") {
+    match get("aud") {
         None | Some(Value::String(_)) => {}
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
         Some(_) => return Err("aud must be a string or a list of strings".to_owned()),
     }
-    let date = |name: &str| match object.get(name) {
+    let date = |name: &str| match get(name) {
         None => Err(format!("{name} is missing")),
         Some(value) => numeric_date(value).ok_or(format!("{name} is not a number")),
     };
     let exp = date("exp")?;
     let iat = date("iat")?;
-    let nbf = match object.get("nbf") {
+    let nbf = match get("nbf") {
         None => None,
         Some(_) => Some(date("nbf")?),
     };
     Ok(TokenTimes { exp, iat, nbf })
 }
 
-/// A JSON object whose member names are unique. RFC 7519 §4 lets a parser take the last
-/// of duplicate claims; another reader (an upstream given the token, a log pipeline) may
-/// take the first, and then `aud = [theirs, ours]` means two different things. Refused.
-struct UniqueObject(serde_json::Map<String, Value>);
+/// A JSON object whose member names are unique, as its members sorted by name. RFC 7519 §4
+/// lets a parser take the last of duplicate claims; another reader (an upstream given the
+/// token, a log pipeline) may take the first, and then `aud = [theirs, ours]` means two
+/// different things. Refused. A sorted list rather than a map: looked up a few times, then
+/// moved into [`Claims`] without copying a string.
+struct UniqueObject(Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for UniqueObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -397,15 +404,17 @@ impl<'de> Deserialize<'de> for UniqueObject {
                 self,
                 mut map: A,
             ) -> Result<UniqueObject, A::Error> {
-                let mut object = serde_json::Map::new();
+                let mut members: Vec<(String, Value)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(32));
                 while let Some(name) = map.next_key::<String>()? {
-                    if object.contains_key(&name) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
                     let value: Value = map.next_value()?;
-                    object.insert(name, value);
+                    members.push((name, value));
                 }
-                Ok(UniqueObject(object))
+                members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if members.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                    return Err(serde::de::Error::custom("duplicate member"));
+                }
+                Ok(UniqueObject(members))
             }
         }
         deserializer.deserialize_map(Members)
@@ -414,17 +423,23 @@ impl<'de> Deserialize<'de> for UniqueObject {
 
 /// The checks after the signature that depend on the token alone: claim types
 /// (`malformed_token`), then `iss` (`wrong_issuer`).
-fn parse_claims(payload: &str, issuer: &IssuerConfig) -> Result<(Claims, TokenTimes), Reason> {
+pub fn parse_claims(payload: &str, issuer: &IssuerConfig) -> Result<(Claims, TokenTimes), Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Reason::MalformedToken)?;
-    let UniqueObject(object) =
+    let UniqueObject(members) =
         serde_json::from_slice(&bytes).map_err(|_| Reason::MalformedToken)?;
-    let times = claim_times(&object).map_err(|_| Reason::MalformedToken)?;
-    if object.get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
+    let get = |name: &str| {
+        members
+            .binary_search_by(|(key, _)| key.as_str().cmp(name))
+            .ok()
+            .map(|index| &members[index].1)
+    };
+    let times = claim_times_by(get).map_err(|_| Reason::MalformedToken)?;
+    if get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
         return Err(Reason::WrongIssuer);
     }
-    Ok((Claims::from_json_object(&object), times))
+    Ok((Claims::from_sorted_members(members), times))
 }
 
 /// Verifies a token with a key chosen for it: signature, claim types, `iss`. What the
@@ -936,6 +951,48 @@ mod tests {
             };
             assert_eq!(check_signature(&parts, key, alg), expected, "{alg:?}");
             assert_eq!(by_library, expected, "{alg:?} through jsonwebtoken");
+        }
+    }
+
+    #[test]
+    fn parsed_claims_match_the_json_object_and_refuse_duplicates() {
+        let issuer = issuer_with(vec![Algorithm::RS256]);
+        let payload = json!({
+            "iss": ISS, "aud": [AUD, "other"], "sub": "repo:acme/app:ref:refs/heads/main",
+            "exp": NOW + 300, "iat": NOW, "nbf": NOW - 5, "run_attempt": "1",
+            "run_number": 7, "ok": true, "nothing": null, "nested": {"a": [1, {"b": 2}]},
+            "mixed": [1, "x", null], "Zed": "upper", "émoji": "\u{1F600}",
+        });
+        let encoded = b64(payload.to_string().as_bytes());
+        let (claims, times) = parse_claims(&encoded, &issuer).expect("valid payload");
+        assert_eq!(
+            claims,
+            Claims::from_json_object(payload.as_object().expect("object"))
+        );
+        assert_eq!(
+            (times.exp, times.iat, times.nbf),
+            (NOW + 300, NOW, Some(NOW - 5))
+        );
+
+        let duplicate = format!(
+            r#"{{"iss":"{ISS}","exp":{},"iat":{NOW},"sub":"a","sub":"b"}}"#,
+            NOW + 300
+        );
+        assert_eq!(
+            parse_claims(&b64(duplicate.as_bytes()), &issuer).map(|_| ()),
+            Err(Reason::MalformedToken)
+        );
+        let wrong_issuer = json!({"iss": "https://evil.example", "exp": NOW + 300, "iat": NOW});
+        assert_eq!(
+            parse_claims(&b64(wrong_issuer.to_string().as_bytes()), &issuer).map(|_| ()),
+            Err(Reason::WrongIssuer)
+        );
+        for not_an_object in ["[]", "\"text\"", "{} x", "{\"exp\": 1,}"] {
+            assert_eq!(
+                parse_claims(&b64(not_an_object.as_bytes()), &issuer).map(|_| ()),
+                Err(Reason::MalformedToken),
+                "{not_an_object}"
+            );
         }
     }
 
