@@ -159,6 +159,15 @@ cp "$JOBGATE_BIN" "$WORK/jobgate"
 JG="$WORK/jobgate"
 
 STARTED_PIDS=()
+reap() {  # $1 pid already sent TERM, $2 tenths of a second to wait before KILL
+    local _
+    for _ in $(seq 1 "$2"); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -167,12 +176,7 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${STARTED_PIDS[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        reap "$pid" 50
     done
     if [[ -n $OUT_DIR ]]; then
         mkdir -p "$OUT_DIR"
@@ -693,12 +697,7 @@ metric_value() {  # $1 admin port, $2 metric name without labels: its value (int
 stop_started() {  # $1 pid from STARTED_PIDS: TERM, up to 10 s, KILL; then dropped from the list
     local pid=$1 p kept=()
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    reap "$pid" 100
     for p in "${STARTED_PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
     STARTED_PIDS=("${kept[@]}")
 }
@@ -794,20 +793,18 @@ if [[ $MEMORY -eq 1 ]]; then
     mint_seconds=$((SECONDS - mint_started))
     read -r _ misses0 < <(cache_counts "$P_JGM_ADMIN")
     mem_before_tokens=$(rss_kib "$JGM")
-    drive_tokens 1 "$MEM_TOKENS"
-    drive1=$DRIVE_LINE
-    sleep 1
-    mem_tokens=$(rss_kib "$JGM")
-    entries_tokens=$(metric_value "$P_JGM_ADMIN" jobgate_token_cache_entries)
-    read -r _ misses1 < <(cache_counts "$P_JGM_ADMIN")
-    log "memory: $(thousands "$entries_tokens") cache entries, RSS $(mib "$mem_tokens")"
-    drive_tokens $((MEM_TOKENS + 1)) "$MEM_TOTAL"
-    drive2=$DRIVE_LINE
-    sleep 1
-    mem_over=$(rss_kib "$JGM")
-    entries_over=$(metric_value "$P_JGM_ADMIN" jobgate_token_cache_entries)
-    read -r _ misses2 < <(cache_counts "$P_JGM_ADMIN")
-    log "memory: $(thousands "$entries_over") cache entries, RSS $(mib "$mem_over")"
+    drive_and_read() {  # $1 first, $2 last token line: sends them, then reads RSS and the cache
+        drive_tokens "$1" "$2"
+        sleep 1
+        READ_RSS=$(rss_kib "$JGM")
+        READ_ENTRIES=$(metric_value "$P_JGM_ADMIN" jobgate_token_cache_entries)
+        read -r _ READ_MISSES < <(cache_counts "$P_JGM_ADMIN")
+        log "memory: $(thousands "$READ_ENTRIES") cache entries, RSS $(mib "$READ_RSS")"
+    }
+    drive_and_read 1 "$MEM_TOKENS"
+    drive1=$DRIVE_LINE mem_tokens=$READ_RSS entries_tokens=$READ_ENTRIES misses1=$READ_MISSES
+    drive_and_read $((MEM_TOKENS + 1)) "$MEM_TOTAL"
+    drive2=$DRIVE_LINE mem_over=$READ_RSS entries_over=$READ_ENTRIES misses2=$READ_MISSES
     stop_started "$JGM"
     rm -rf "$WORK/memory"   # ~230 MB of tokens
     mem_seconds=$((SECONDS - mem_started))
