@@ -63,6 +63,11 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    // jemalloc returns freed pages to the OS only while the process allocates; a gateway
+    // that goes quiet after a burst of connections would hold that memory. A background
+    // thread purges on its own (after jemalloc's 10 s decay). Best effort: if it cannot
+    // start, memory is still bounded, just returned later.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
