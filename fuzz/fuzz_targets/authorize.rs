@@ -440,12 +440,14 @@ fn decide(state: &GatewayState, auth: &RouteAuth, values: &[&[u8]], now: u64) ->
                 Err(reason) => panic!("admitted, but its identity headers fail: {reason:?}"),
             };
             for (name, value) in headers.iter() {
+                // Names are kept as the wire bytes Pingora writes; they come from the config.
+                let name = std::str::from_utf8(name).expect("header names are ASCII");
                 assert!(
                     forwardable(value.as_bytes()),
                     "header {name} has a value outside visible ASCII: {value:?}"
                 );
                 assert!(
-                    state.spoof_filter.is_reserved(name.as_str()),
+                    state.spoof_filter.is_reserved(name),
                     "identity header {name} is not stripped from client requests"
                 );
             }
@@ -454,7 +456,9 @@ fn decide(state: &GatewayState, auth: &RouteAuth, values: &[&[u8]], now: u64) ->
                 rule: allowed.rule.map(|rule| rule.to_string()),
                 headers: headers
                     .iter()
-                    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                    .map(|(name, value)| {
+                        (String::from_utf8_lossy(name).into_owned(), value.as_bytes().to_vec())
+                    })
                     .collect(),
             }
         }
