@@ -115,7 +115,7 @@ def main():
         "reused": f"Throughput, one token reused on every request (wrk -c{meta.get('connections')})",
         "fresh": (
             f"Throughput, a different token on every request (ring of {meta.get('tokens')} tokens; "
-            f"jobgate's cache bounded to 4 entries so every request verifies)"
+            f"jobgate's cache bounded to 8 entries so every request verifies)"
         ),
         "latency": "Latency at low load (wrk -t1 -c1, token reused)",
         "audit": "Audit log cost (token reused; audit JSON lines appended to a file)",
@@ -228,7 +228,7 @@ def main():
         )
         + "; jobgate checks alg, kid, signature (or its cache), iss, aud, exp, nbf, iat, a deny "
         "and an allow rule (owner, owner id, ref glob, environment) and sets its GitHub identity "
-        "headers; jobgate's fresh-token instance has `token_cache_entries = 1` (4 slots) so the "
+        "headers; jobgate's fresh-token instance has `token_cache_entries = 1` (8 slots) so the "
         "ring of tokens always misses; the miss share is read from its /metrics. Audit output "
         "off except in the audit table."
     )

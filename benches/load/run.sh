@@ -200,7 +200,7 @@ P_UP=$((PORT_BASE + 1))       # upstream (nginx, return 200 "ok")
 P_ISS=$((PORT_BASE + 2))      # issuer: discovery + JWKS (same nginx)
 P_JG=$((PORT_BASE + 3))       # jobgate, default token cache
 P_JG_ADMIN=$((PORT_BASE + 4))
-P_JGF=$((PORT_BASE + 5))      # jobgate, cache bounded to 4 entries (fresh-token mode)
+P_JGF=$((PORT_BASE + 5))      # jobgate, cache bounded to 8 entries (fresh-token mode)
 P_JGF_ADMIN=$((PORT_BASE + 6))
 P_JGA=$((PORT_BASE + 7))      # jobgate, audit log to a file
 P_JGA_ADMIN=$((PORT_BASE + 8))
@@ -402,7 +402,7 @@ auth = false
 EOF
 }
 jobgate_config "$P_JG" "$P_JG_ADMIN" "" off > "$WORK/conf/jobgate.toml"
-# Fresh-token mode: the cache is bounded to one set of 4 entries, far below the
+# Fresh-token mode: the cache is bounded to one set of 8 entries, far below the
 # ring of $TOKEN_COUNT tokens cycled in order, so (almost) every request is a cache miss
 # and pays a full RS256 verify, as a never-seen token would. Checked from /metrics.
 jobgate_config "$P_JGF" "$P_JGF_ADMIN" "token_cache_entries = 1" off > "$WORK/conf/jobgate-fresh.toml"
@@ -742,7 +742,7 @@ field() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<< "$2"; }  # $1 key, $2 "key=va
 if [[ $MEMORY -eq 1 ]]; then
     mem_started=$SECONDS
     MEM_TOTAL=$((MEM_TOKENS * 13 / 10))
-    # jobgate rounds token_cache_entries up to a multiple of its 4-way sets (of its 64
+    # jobgate rounds token_cache_entries up to a multiple of its 8-way sets (of its 64
     # shards before the lock-free cache): the next multiple of 64 bounds both.
     MEM_CAPACITY=$(( (MEM_TOKENS + 63) / 64 * 64 ))
     log "memory: jobgate with token_cache_entries = $MEM_TOKENS (at most $MEM_CAPACITY) on :$P_JGM"
