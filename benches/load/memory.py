@@ -110,7 +110,11 @@ def hold(args: argparse.Namespace) -> int:
         with open(args.ready + ".tmp", "w") as handle:
             handle.write(f"opened={len(socks)} ok={ok} failed={failed}\n")
         os.replace(args.ready + ".tmp", args.ready)
-        stop.wait(args.hold_seconds)
+        # A sleep loop, not `stop.wait()`: a blocked Event.wait was seen to miss SIGTERM
+        # (and its own timeout), leaving a holder with 1 000 sockets behind.
+        end = time.monotonic() + args.hold_seconds
+        while not stop.is_set() and time.monotonic() < end:
+            time.sleep(0.1)
     finally:
         for sock in socks:
             sock.close()

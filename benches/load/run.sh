@@ -713,7 +713,9 @@ hold_open() {  # $1 label, $2 port: MEM_CONNS idle keep-alive connections, held 
     local label=$1 port=$2 ready="$WORK/tmp/hold-$1.ready"
     rm -f "$ready"
     # jobgate closes a connection idle for 60 s: the holder lets go after 50 s at the latest.
-    timeout 120 python3 "$HERE/memory.py" hold --port "$port" --path /api/bench \
+    # Started directly (no `timeout` wrapper) so that $! is the holder itself and
+    # stop_started's KILL reaches it if TERM does not.
+    python3 "$HERE/memory.py" hold --port "$port" --path /api/bench \
         --token-file "$WORK/issuer/token" --count "$MEM_CONNS" --ready "$ready" \
         --deadline 40 --hold-seconds 50 > "$WORK/logs/hold-$label.out" 2>&1 &
     HOLD_PID=$!
@@ -730,7 +732,7 @@ hold_open() {  # $1 label, $2 port: MEM_CONNS idle keep-alive connections, held 
 drive_tokens() {  # $1 first line, $2 last line of the memory ring: each token sent once
     local first=$1 last=$2 out="$WORK/tmp/drive-$1.out"
     log "memory: sending tokens $(thousands "$first")–$(thousands "$last") once each (8 connections)"
-    timeout 1800 python3 "$HERE/memory.py" drive --port "$P_JGM" --path /api/bench \
+    timeout -k 10 1800 python3 "$HERE/memory.py" drive --port "$P_JGM" --path /api/bench \
         --tokens "$WORK/memory/tokens" --first "$first" --last "$last" --connections 8 \
         --deadline 1700 > "$out" 2> "$WORK/logs/drive-$1.err" || true
     sed 's/^/  /' "$WORK/logs/drive-$1.err" >&2
