@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::issuer::{Behaviour, Signer, TestIssuer, TestKey, github_claims, mint_with_header};
-use support::{EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request};
+use support::{EchoUpstream, Jobgate, RawResponse, free_port, get, raw_request, wait_until};
 
 const AUD: &str = "https://api.faults.example";
 
@@ -132,20 +132,6 @@ fn text(response: &RawResponse) -> String {
 
 fn metric(gateway: &Jobgate, sample: &str) -> f64 {
     gateway.metric(sample).unwrap_or(0.0)
-}
-
-/// Waits (at most `limit`) until `done` holds; whether it did.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits until `jobgate_jwks_refresh_total{issuer,result="error"}` reaches `count`.

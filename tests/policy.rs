@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::issuer::{TestIssuer, TestKey};
-use support::{EchoUpstream, Jobgate, RawResponse, get, raw_request};
+use support::{EchoUpstream, Jobgate, RawResponse, get, raw_request, wait_until};
 
 /// The audience every authenticated route of this file asks for.
 const AUD: &str = "https://api.internal.example";
@@ -107,20 +107,6 @@ fn gateway_with_rules(issuer: &TestIssuer, upstream: &EchoUpstream, rules: &str)
         github_issuer(issuer, ""),
         route("api", upstream, "path_prefix = \"/v1\"", rules)
     ))
-}
-
-/// Polls `done` every 100 ms until it returns true; false after `limit`.
-fn poll(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,7 +338,7 @@ fn revocation_by_check_run_id_applies_without_restart_and_expired_entries_are_ig
     )
     .expect("write the revocation file");
     let mut last = None;
-    let revoked = poll(Duration::from_secs(10), || {
+    let revoked = wait_until(Duration::from_secs(10), || {
         let response = call(&gateway, &leaked);
         let done = response.status == 403;
         last = Some(response);
@@ -384,7 +370,7 @@ fn revocation_by_check_run_id_applies_without_restart_and_expired_entries_are_ig
     .expect("write the staged file");
     std::fs::rename(&staged, &revoked_file).expect("rename over the revocation file");
     let mut last = None;
-    let revoked = poll(Duration::from_secs(10), || {
+    let revoked = wait_until(Duration::from_secs(10), || {
         let response = call(&gateway, &renamed);
         let done = response.status == 403;
         last = Some(response);
@@ -840,7 +826,7 @@ fn authorization_is_stripped_by_default_and_kept_when_asked() {
 /// Waits (bounded) until the audit file holds `count` lines, then parses each one.
 fn audit_lines(path: &Path, count: usize) -> Vec<Value> {
     let mut text = String::new();
-    let complete = poll(WAIT, || {
+    let complete = wait_until(WAIT, || {
         text = std::fs::read_to_string(path).unwrap_or_default();
         text.ends_with('\n') && text.lines().count() >= count
     });
