@@ -22,7 +22,7 @@ use jobgate::identity::identity_headers;
 use jobgate::jwks::parse_jwks;
 use jobgate::keys::KeyStore;
 use jobgate::policy::evaluate;
-use jobgate::revocation::RevocationStore;
+use jobgate::policy::revocation::RevocationStore;
 use jobgate::routing::RouteTable;
 use jobgate::state::GatewayState;
 use jobgate::token_cache::TokenCache;

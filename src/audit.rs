@@ -16,10 +16,10 @@ use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::clock;
+use crate::config::rules::RuleRef;
 use crate::config::{AuditOutput, IssuerConfig};
 use crate::identity::job_url;
 use crate::metrics::metrics;
-use crate::policy::RuleRef;
 use crate::refusal::{Outcome, Reason};
 use crate::verify::{UnverifiedClaims, VerifiedToken};
 

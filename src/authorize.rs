@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use crate::audit::AuditIdentity;
+use crate::config::rules::RuleRef;
 use crate::config::{IssuerConfig, Mode, RouteAuth};
-use crate::policy::{self, RuleRef};
+use crate::policy;
 use crate::refusal::Reason;
 use crate::state::GatewayState;
 use crate::verify::{AuthError, VerifiedToken, extract_bearer, unverified_claims};

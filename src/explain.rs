@@ -22,11 +22,12 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use crate::claims::{ClaimValue, Claims};
+use crate::config::rules::RuleKind;
 use crate::config::{Config, IssuerConfig, Mode, RouteAuth, RouteConfig};
 use crate::identity::identity_headers;
-use crate::policy::{self, PolicyDecision, RuleKind, RuleReport};
+use crate::policy::revocation::RevocationList;
+use crate::policy::{self, PolicyDecision, RuleReport};
 use crate::refusal::Reason;
-use crate::revocation::RevocationList;
 use crate::routing::{RouteTable, normalise_path};
 use crate::verify::{TokenTimes, claim_times, parse_header, split_token};
 

@@ -11,7 +11,7 @@ use crate::claims::{ClaimValue, Claims};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
-pub use crate::config::validate::JOB_URL;
+pub use crate::config::JOB_URL;
 
 /// `{server_url}/{repository}/actions/runs/{run_id}/job/{check_run_id}`, when the token
 /// has all three claims.

@@ -21,7 +21,6 @@ pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;
-pub mod revocation;
 pub mod routing;
 pub mod server;
 pub mod state;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config};
 use crate::metrics::metrics;
-use crate::revocation::file_stamp;
+use crate::policy::revocation::file_stamp;
 use crate::state::{GatewayState, SharedState};
 
 /// How often `--watch` looks at the config file.

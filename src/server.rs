@@ -17,9 +17,9 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics::metrics;
+use crate::policy::revocation::RevocationStore;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
-use crate::revocation::RevocationStore;
 use crate::state::{GatewayState, SharedState};
 
 /// Requests between `new_ctx` and the end of `logging`, so that SIGTERM can exit as soon as

@@ -12,7 +12,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::identity::{SpoofFilter, route_header_value};
 use crate::metrics::RouteMetrics;
-use crate::revocation::RevocationStore;
+use crate::policy::revocation::RevocationStore;
 use crate::routing::RouteTable;
 use crate::upstream::UpstreamPool;
 use crate::verify::Authenticator;

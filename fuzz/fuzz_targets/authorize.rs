@@ -26,7 +26,7 @@ use jobgate::config::{Mode, RouteAuth};
 use jobgate::jwks::parse_jwks;
 use jobgate::keys::KeyStore;
 use jobgate::refusal::Reason;
-use jobgate::revocation::RevocationStore;
+use jobgate::policy::revocation::RevocationStore;
 use jobgate::state::GatewayState;
 use jobgate::token_cache::TokenCache;
 use jobgate::verify::Authenticator;

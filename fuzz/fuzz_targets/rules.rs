@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use jobgate::claims::Claims;
-use jobgate::policy::{AnchoredRegex, CompiledRule, Condition, Glob, Matcher};
+use jobgate::config::rules::{AnchoredRegex, CompiledRule, Condition, Glob, Matcher};
 use libfuzzer_sys::fuzz_target;
 use regex::RegexBuilder;
 

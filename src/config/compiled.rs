@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use crate::policy::CompiledRule;
+use super::diagnostic::Diagnostic;
+use super::rules::CompiledRule;
+
+/// The public GitHub Actions issuer: it signs tokens for every repository on github.com.
+pub const PUBLIC_GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// The derived `job_url` value (SPEC §4): a header table may name it, a rule may not.
+pub const JOB_URL: &str = "job_url";
 
 /// Everything one load of the config file produced.
 #[derive(Debug)]
@@ -23,14 +30,6 @@ pub struct Config {
     pub revocation_file: Option<PathBuf>,
     /// Non-fatal findings that `check` prints and `serve` logs.
     pub warnings: Vec<Diagnostic>,
-}
-
-/// A message tied to a place in the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +92,7 @@ pub struct IssuerConfig {
 impl IssuerConfig {
     /// True for the public github.com issuer, which signs for every repository on github.com.
     pub fn is_public_github(&self) -> bool {
-        self.url == crate::config::PUBLIC_GITHUB_ISSUER
+        self.url == PUBLIC_GITHUB_ISSUER
     }
 }
 

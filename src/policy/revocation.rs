@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::claims::Claims;
 use crate::clock;
-use crate::policy::{CompiledRule, Condition, Matcher};
+use crate::config::rules::{CompiledRule, Condition, Matcher};
 
 /// How often the watcher looks at the file; a change is live within this (SPEC: 5 s).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,22 +1,20 @@
-//! Route rules: conditions on claims, compiled once per config load and evaluated on every
-//! authenticated request.
+//! Route rules as the config compiles them (SPEC §2): the condition values (glob, scalar,
+//! anchored regex, any-of list), the rules they make up, and which rule of a route is which.
 //!
-//! A condition value (SPEC §2) is a glob string, an integer or boolean compared as text, a
+//! A condition value is a glob string, an integer or boolean compared as text, a
 //! `{ regex = "…" }` table (anchored) or an array of those (any-of). Globs are compiled into
 //! a shape (literal, prefix, suffix, contains, anything, general) so that matching allocates
 //! nothing and never runs a regex; general globs use the linear two-pointer wildcard
 //! algorithm, so no pattern can make matching blow up.
 //!
-//! This module also knows which conditions "pin the owner" for the public-GitHub safety
-//! rule, and GitHub's claim names, so that `config::validate` can explain a rule without
-//! re-reading TOML.
+//! These types live in `config` because a compiled [`Config`](super::Config) holds them and
+//! validation reasons about them (which conditions "pin the owner" for the public-GitHub
+//! safety rule, GitHub's claim names). Matching a value's text is the pattern's own business
+//! and stays here; matching a token's claims, and the allow/deny decision, is `policy`'s.
 
 use std::fmt;
 
 use regex::{Regex, RegexBuilder};
-
-use crate::claims::{ClaimValue, Claims};
-use crate::config::RouteAuth;
 
 /// Compiled-size bound of one `{ regex = "…" }`: large enough for any sensible claim
 /// pattern, small enough that a pathological one is refused at load instead of costing
@@ -362,16 +360,6 @@ impl Matcher {
             Matcher::AnyOf(items) => items.iter().any(|item| item.matches_text(text)),
         }
     }
-
-    /// An absent claim never matches; a list claim matches when any element does; a claim
-    /// that is neither scalar nor list of scalars never matches.
-    pub fn matches_value(&self, value: Option<&ClaimValue>) -> bool {
-        match value {
-            Some(ClaimValue::Text(text)) => self.matches_text(text),
-            Some(ClaimValue::List(items)) => items.iter().any(|item| self.matches_text(item)),
-            Some(ClaimValue::Other) | None => false,
-        }
-    }
 }
 
 /// Displays the value as it was written in TOML: `"refs/tags/v*"`, `1`, `{ regex = "…" }`,
@@ -411,10 +399,6 @@ impl Condition {
         }
     }
 
-    pub fn matches(&self, claims: &Claims) -> bool {
-        self.matcher.matches_value(claims.get(&self.claim))
-    }
-
     /// SPEC §2 safety rule: a literal (or list of literals) on an owner or id claim, or a
     /// glob (or list of globs) whose fixed start holds a `/` on an `owner/…` claim. A regex
     /// never pins.
@@ -422,28 +406,6 @@ impl Condition {
         let claim = self.claim.as_str();
         (OWNER_LITERAL_CLAIMS.contains(&claim) && self.matcher.is_literal())
             || (OWNER_PATH_CLAIMS.contains(&claim) && self.matcher.fixes_path_owner())
-    }
-
-    /// What `explain` prints for this condition against one token.
-    pub fn explain(&self, claims: &Claims) -> ConditionReport {
-        let value = claims.get(&self.claim);
-        ConditionReport {
-            claim: self.claim.clone(),
-            expected: self.matcher.to_string(),
-            actual: value.map(display_claim),
-            matched: self.matcher.matches_value(value),
-        }
-    }
-}
-
-fn display_claim(value: &ClaimValue) -> String {
-    match value {
-        ClaimValue::Text(text) => format!("{text:?}"),
-        ClaimValue::List(items) => {
-            let items: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
-            format!("[{}]", items.join(", "))
-        }
-        ClaimValue::Other => "(null, an object or a nested list: never matches)".to_owned(),
     }
 }
 
@@ -459,35 +421,10 @@ impl CompiledRule {
         CompiledRule { conditions }
     }
 
-    pub fn matches(&self, claims: &Claims) -> bool {
-        self.conditions
-            .iter()
-            .all(|condition| condition.matches(claims))
-    }
-
     /// True when one of the conditions pins the repository owner (SPEC §2 safety rule).
     pub fn pins_owner(&self) -> bool {
         self.conditions.iter().any(Condition::pins_owner)
     }
-
-    /// Condition by condition, in the order written: expected value, actual claim, verdict.
-    pub fn explain(&self, claims: &Claims) -> Vec<ConditionReport> {
-        self.conditions
-            .iter()
-            .map(|condition| condition.explain(claims))
-            .collect()
-    }
-}
-
-/// Why one condition did or did not match, for `jobgate explain`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConditionReport {
-    pub claim: String,
-    /// The condition value as written in the config, e.g. `"refs/tags/v*"` or `["a", "b"]`.
-    pub expected: String,
-    /// The token's value, displayed; `None` when the claim is absent.
-    pub actual: Option<String>,
-    pub matched: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,83 +458,9 @@ impl fmt::Display for RuleRef {
     }
 }
 
-/// The outcome of a route's rules for one token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyDecision {
-    /// `allow[rule]` was the first allow rule to match, and no deny rule matched.
-    Allowed { rule: usize },
-    /// `deny[rule]` matched (deny rules are checked first).
-    DeniedByRule { rule: usize },
-    /// No deny rule matched, and no allow rule either (also: a route with no allow rule).
-    NoAllowMatched,
-}
-
-impl PolicyDecision {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, PolicyDecision::Allowed { .. })
-    }
-
-    /// The rule that decided; `None` when no rule matched.
-    pub fn rule(&self) -> Option<RuleRef> {
-        match *self {
-            PolicyDecision::Allowed { rule } => Some(RuleRef {
-                kind: RuleKind::Allow,
-                index: rule,
-            }),
-            PolicyDecision::DeniedByRule { rule } => Some(RuleRef {
-                kind: RuleKind::Deny,
-                index: rule,
-            }),
-            PolicyDecision::NoAllowMatched => None,
-        }
-    }
-}
-
-/// Deny rules first (any match denies), then allow rules (the first match allows); no match
-/// denies.
-pub fn evaluate(auth: &RouteAuth, claims: &Claims) -> PolicyDecision {
-    if let Some(rule) = auth.deny.iter().position(|rule| rule.matches(claims)) {
-        return PolicyDecision::DeniedByRule { rule };
-    }
-    match auth.allow.iter().position(|rule| rule.matches(claims)) {
-        Some(rule) => PolicyDecision::Allowed { rule },
-        None => PolicyDecision::NoAllowMatched,
-    }
-}
-
-/// One rule's verdict with its conditions, for `jobgate explain`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleReport {
-    pub rule: RuleRef,
-    pub matched: bool,
-    pub conditions: Vec<ConditionReport>,
-}
-
-/// Every rule of the route in evaluation order (deny rules, then allow rules), each with its
-/// conditions. [`evaluate`] gives the decision these reports lead to.
-pub fn explain(auth: &RouteAuth, claims: &Claims) -> Vec<RuleReport> {
-    let report = |kind, (index, rule): (usize, &CompiledRule)| RuleReport {
-        rule: RuleRef { kind, index },
-        matched: rule.matches(claims),
-        conditions: rule.explain(claims),
-    };
-    let deny = auth
-        .deny
-        .iter()
-        .enumerate()
-        .map(|entry| report(RuleKind::Deny, entry));
-    let allow = auth
-        .allow
-        .iter()
-        .enumerate()
-        .map(|entry| report(RuleKind::Allow, entry));
-    deny.chain(allow).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
 
     fn glob(pattern: &str, text: &str) -> bool {
         let compiled = Glob::new(pattern);
@@ -609,10 +472,6 @@ mod tests {
             "shape and general matcher disagree on {pattern:?} vs {text:?}"
         );
         fast
-    }
-
-    fn claims(json: serde_json::Value) -> Claims {
-        Claims::from_json_object(json.as_object().expect("test claims are an object"))
     }
 
     fn matcher(toml_value: &str) -> Matcher {
@@ -628,18 +487,6 @@ mod tests {
                 .map(|(claim, value)| Condition::new(claim, matcher(value)))
                 .collect(),
         )
-    }
-
-    fn route(allow: Vec<CompiledRule>, deny: Vec<CompiledRule>) -> RouteAuth {
-        RouteAuth {
-            issuer: 0,
-            audience: "aud".into(),
-            strip_authorization: true,
-            mode: Mode::Enforce,
-            allow_any_repository: false,
-            allow,
-            deny,
-        }
     }
 
     #[test]
@@ -746,126 +593,6 @@ mod tests {
             let table: toml::Table = toml::from_str(&format!("v = {value}")).expect("toml");
             assert!(Matcher::from_toml(&table["v"]).is_err(), "{value}");
         }
-    }
-
-    #[test]
-    fn integers_and_booleans_compare_as_text() {
-        let attempt =
-            claims(serde_json::json!({"run_attempt": "1", "ref_protected": "true", "n": 7}));
-        assert!(rule(&[("run_attempt", "1")]).matches(&attempt));
-        assert!(!rule(&[("run_attempt", "2")]).matches(&attempt));
-        assert!(rule(&[("ref_protected", "true")]).matches(&attempt));
-        assert!(rule(&[("n", "7")]).matches(&attempt));
-        assert!(rule(&[("n", "\"7\"")]).matches(&attempt));
-    }
-
-    #[test]
-    fn arrays_are_any_of() {
-        let token = claims(serde_json::json!({"ref": "refs/tags/v2", "run_attempt": "3"}));
-        assert!(rule(&[("ref", r#"["refs/heads/main", "refs/tags/v*"]"#)]).matches(&token));
-        assert!(!rule(&[("ref", r#"["refs/heads/main"]"#)]).matches(&token));
-        assert!(rule(&[("run_attempt", r#"[1, 2, 3]"#)]).matches(&token));
-        assert!(rule(&[("ref", r#"["x", { regex = "refs/tags/v[0-9]+" }]"#)]).matches(&token));
-    }
-
-    #[test]
-    fn absent_other_and_list_claims() {
-        let token = claims(serde_json::json!({"aud": ["a", "b"], "weird": {"x": 1}, "nul": null}));
-        assert!(!rule(&[("missing", "\"*\"")]).matches(&token));
-        assert!(!rule(&[("weird", "\"*\"")]).matches(&token));
-        assert!(!rule(&[("nul", "\"*\"")]).matches(&token));
-        assert!(rule(&[("aud", "\"b\"")]).matches(&token));
-        assert!(!rule(&[("aud", "\"c\"")]).matches(&token));
-    }
-
-    #[test]
-    fn a_rule_needs_every_condition_and_an_empty_rule_matches_all() {
-        let token =
-            claims(serde_json::json!({"repository_owner": "acme", "ref": "refs/heads/main"}));
-        assert!(rule(&[]).matches(&token));
-        assert!(
-            rule(&[
-                ("repository_owner", "\"acme\""),
-                ("ref", "\"refs/heads/*\"")
-            ])
-            .matches(&token)
-        );
-        assert!(
-            !rule(&[("repository_owner", "\"acme\""), ("ref", "\"refs/tags/*\"")]).matches(&token)
-        );
-    }
-
-    #[test]
-    fn evaluate_checks_deny_first_then_first_allow() {
-        let token = claims(
-            serde_json::json!({"repository_owner": "acme", "runner_environment": "self-hosted"}),
-        );
-        let auth = route(
-            vec![
-                rule(&[("repository_owner", "\"other\"")]),
-                rule(&[]),
-                rule(&[]),
-            ],
-            vec![rule(&[("runner_environment", "\"github-hosted\"")])],
-        );
-        assert_eq!(evaluate(&auth, &token), PolicyDecision::Allowed { rule: 1 });
-        let denied = route(
-            vec![rule(&[])],
-            vec![
-                rule(&[("x", "\"y\"")]),
-                rule(&[("runner_environment", "\"self-hosted\"")]),
-            ],
-        );
-        let decision = evaluate(&denied, &token);
-        assert_eq!(decision, PolicyDecision::DeniedByRule { rule: 1 });
-        assert_eq!(
-            decision.rule().map(|r| r.label("deploy")),
-            Some("deploy.deny[1]".to_owned())
-        );
-        assert_eq!(
-            evaluate(&route(vec![], vec![]), &token),
-            PolicyDecision::NoAllowMatched
-        );
-        assert_eq!(
-            PolicyDecision::Allowed { rule: 0 }
-                .rule()
-                .map(|r| r.label("d")),
-            Some("d.allow[0]".into())
-        );
-    }
-
-    #[test]
-    fn explain_reports_each_condition() {
-        let token =
-            claims(serde_json::json!({"repository_owner": "acme", "ref": "refs/heads/dev"}));
-        let compiled = rule(&[
-            ("repository_owner", "\"acme\""),
-            ("ref", r#"["refs/heads/main", "refs/tags/v*"]"#),
-            ("environment", "\"production\""),
-        ]);
-        let report = compiled.explain(&token);
-        assert_eq!(
-            report[0],
-            ConditionReport {
-                claim: "repository_owner".into(),
-                expected: "\"acme\"".into(),
-                actual: Some("\"acme\"".into()),
-                matched: true,
-            }
-        );
-        assert_eq!(report[1].expected, r#"["refs/heads/main", "refs/tags/v*"]"#);
-        assert!(!report[1].matched);
-        assert_eq!(report[2].actual, None);
-        let auth = route(vec![compiled], vec![rule(&[("run_attempt", "1")])]);
-        let rules = explain(&auth, &token);
-        assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].rule.to_string(), "deny[0]");
-        assert_eq!(rules[1].rule.to_string(), "allow[0]");
-        assert!(!rules[1].matched);
-        assert_eq!(
-            matcher(r#"{ regex = "a.*" }"#).to_string(),
-            r#"{ regex = "a.*" }"#
-        );
     }
 
     #[test]

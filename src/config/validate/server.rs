@@ -1,0 +1,214 @@
+//! `[server]`, `[audit]` and `[revocation]`: listeners, TLS files, worker threads, the
+//! audit output and the revocation file.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diagnostics::Diagnostics;
+use super::diagnostics::config_path;
+use super::diagnostics::duration;
+use super::diagnostics::warn_if_missing;
+use crate::config::AuditOutput;
+use crate::config::ServerConfig;
+use crate::config::TlsFiles;
+use crate::config::file::AuditSection;
+use crate::config::file::RevocationSection;
+use crate::config::file::ServerSection;
+
+pub(super) fn compile_server(
+    section: &ServerSection,
+    base: &Path,
+    d: &mut Diagnostics,
+) -> ServerConfig {
+    let listen = compile_listen(section, d);
+    let admin_listen = compile_admin_listen(section, &listen, d);
+    ServerConfig {
+        listen: listen
+            .into_iter()
+            .map(|(_, addr)| addr.to_string())
+            .collect(),
+        tls: compile_tls(section, base, d),
+        admin_listen,
+        threads: compile_threads(section, d),
+        max_token_bytes: positive_count(d, "max_token_bytes", section.max_token_bytes.as_ref())
+            .unwrap_or(16_384),
+        grace_period: duration(
+            d,
+            "grace_period",
+            section.grace_period.as_ref(),
+            Duration::from_secs(10),
+        ),
+        token_cache_entries: positive_count(
+            d,
+            "token_cache_entries",
+            section.token_cache_entries.as_ref(),
+        )
+        .unwrap_or(100_000),
+    }
+}
+
+fn socket_addr(d: &mut Diagnostics, key: &str, value: &Spanned<String>) -> Option<SocketAddr> {
+    let parsed = value.get_ref().parse::<SocketAddr>();
+    if parsed.is_err() {
+        d.error(
+            &value.span(),
+            format!(
+                "`{key}` {:?} is not an IP address and port; write e.g. \"0.0.0.0:8080\" or \
+                 \"[::]:8080\" (host names are not resolved)",
+                value.get_ref()
+            ),
+        );
+    }
+    parsed.ok()
+}
+
+fn compile_listen(section: &ServerSection, d: &mut Diagnostics) -> Vec<(Range<usize>, SocketAddr)> {
+    let Some(listen) = &section.listen else {
+        return vec![(0..0, SocketAddr::from(([0, 0, 0, 0], 8080)))];
+    };
+    let entries = listen.get_ref().to_vec(listen.span());
+    if entries.is_empty() {
+        d.error(
+            &listen.span(),
+            "`listen` is an empty list; give at least one address, e.g. \"0.0.0.0:8080\"",
+        );
+    }
+    let mut seen: Vec<(Range<usize>, SocketAddr)> = Vec::new();
+    for entry in &entries {
+        let Some(addr) = socket_addr(d, "listen", entry) else {
+            continue;
+        };
+        if seen.iter().any(|(_, other)| *other == addr) {
+            d.error(
+                &entry.span(),
+                format!("`listen` names {addr} twice; remove the duplicate"),
+            );
+            continue;
+        }
+        seen.push((entry.span(), addr));
+    }
+    seen
+}
+
+fn compile_admin_listen(
+    section: &ServerSection,
+    listen: &[(Range<usize>, SocketAddr)],
+    d: &mut Diagnostics,
+) -> String {
+    let Some(value) = &section.admin_listen else {
+        return "127.0.0.1:9090".to_owned();
+    };
+    let Some(addr) = socket_addr(d, "admin_listen", value) else {
+        return value.get_ref().clone();
+    };
+    if listen.iter().any(|(_, other)| *other == addr) {
+        d.error(
+            &value.span(),
+            format!(
+                "`admin_listen` {addr} is also a `listen` address; give the admin listener \
+                its own port"
+            ),
+        );
+    }
+    addr.to_string()
+}
+
+fn compile_tls(section: &ServerSection, base: &Path, d: &mut Diagnostics) -> Option<TlsFiles> {
+    match (&section.tls_cert, &section.tls_key) {
+        (None, None) => None,
+        (Some(cert), None) => {
+            d.error(
+                &cert.span(),
+                "`tls_cert` is set but `tls_key` is not; set both to terminate TLS, or neither",
+            );
+            None
+        }
+        (None, Some(key)) => {
+            d.error(
+                &key.span(),
+                "`tls_key` is set but `tls_cert` is not; set both to terminate TLS, or neither",
+            );
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let cert_path = config_path(d, "tls_cert", cert, base);
+            let key_path = config_path(d, "tls_key", key, base);
+            warn_if_missing(d, "tls_cert", cert, &cert_path);
+            warn_if_missing(d, "tls_key", key, &key_path);
+            Some(TlsFiles {
+                cert: cert_path,
+                key: key_path,
+            })
+        }
+    }
+}
+
+fn compile_threads(section: &ServerSection, d: &mut Diagnostics) -> usize {
+    let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(threads) = &section.threads else {
+        return cpus();
+    };
+    match usize::try_from(*threads.get_ref()) {
+        Ok(0) => cpus(),
+        Ok(count) => count,
+        Err(_) => {
+            d.error(
+                &threads.span(),
+                "`threads` cannot be negative; use 0 for one worker thread per CPU",
+            );
+            cpus()
+        }
+    }
+}
+
+/// A count that must be at least 1; `None` when absent or invalid (the error is recorded).
+fn positive_count(d: &mut Diagnostics, key: &str, value: Option<&Spanned<i64>>) -> Option<usize> {
+    let value = value?;
+    match usize::try_from(*value.get_ref()) {
+        Ok(count) if count > 0 => Some(count),
+        _ => {
+            d.error(
+                &value.span(),
+                format!("`{key}` must be a positive number, got {}", value.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn compile_audit(
+    section: &AuditSection,
+    base: &Path,
+    d: &mut Diagnostics,
+) -> AuditOutput {
+    let Some(output) = &section.output else {
+        return AuditOutput::Stdout;
+    };
+    match output.get_ref().as_str() {
+        "stdout" => AuditOutput::Stdout,
+        "off" => AuditOutput::Off,
+        "stderr" => {
+            d.error(
+                &output.span(),
+                "audit `output` \"stderr\" is not supported (stderr carries the service log); \
+                 use \"stdout\", \"off\" or a file path",
+            );
+            AuditOutput::Stdout
+        }
+        _ => AuditOutput::File(config_path(d, "audit output", output, base)),
+    }
+}
+
+pub(super) fn compile_revocation(
+    section: Option<&RevocationSection>,
+    base: &Path,
+    d: &mut Diagnostics,
+) -> Option<PathBuf> {
+    let file = section?.file.as_ref()?;
+    Some(config_path(d, "revocation file", file, base))
+}

@@ -1,0 +1,16 @@
+//! Policy: what a verified token may do on a route, after `auth` has said who it is.
+//!
+//! - `rules`: the route's allow/deny rules (compiled by `config::rules`) against the token's
+//!   claims, and the same verdict explained rule by rule;
+//! - `revocation`: the revocation list (SPEC §6), re-read when its file changes.
+//!
+//! Room is left here for later per-token policies (rate limits, replay protection): each
+//! would be one more file that reads a verified token and answers with a decision.
+//!
+//! May import: `config`, `auth` and the shared leaves (`clock`, `reason`, `metrics`); never
+//! `proxy`, `ops` or `cli`.
+
+pub mod revocation;
+pub mod rules;
+
+pub use rules::{ConditionReport, PolicyDecision, RuleReport, evaluate, explain};
