@@ -16,17 +16,17 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
+use jobgate::auth::claims::Claims;
+use jobgate::auth::identity::identity_headers;
+use jobgate::auth::keys::KeyStore;
+use jobgate::auth::keys::jwks::parse_jwks;
+use jobgate::auth::verify::Authenticator;
+use jobgate::auth::verify::token_cache::TokenCache;
 use jobgate::authorize::authorize;
-use jobgate::claims::Claims;
-use jobgate::identity::identity_headers;
-use jobgate::jwks::parse_jwks;
-use jobgate::keys::KeyStore;
 use jobgate::policy::evaluate;
 use jobgate::policy::revocation::RevocationStore;
 use jobgate::routing::RouteTable;
 use jobgate::state::GatewayState;
-use jobgate::token_cache::TokenCache;
-use jobgate::verify::Authenticator;
 use serde_json::json;
 
 const AUD: &str = "https://deploy.internal.example";

@@ -15,13 +15,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jobgate::config::{IssuerConfig, IssuerKind};
-use jobgate::jwks::{KeyChoice, KeySet, parse_jwks};
-use jobgate::keys::KeyStore;
-use jobgate::token_cache::{CacheCheck, TokenCache, TokenDigest};
-use jobgate::verify::{
+use jobgate::auth::keys::KeyStore;
+use jobgate::auth::keys::jwks::{KeyChoice, KeySet, parse_jwks};
+use jobgate::auth::verify::token_cache::{CacheCheck, TokenCache, TokenDigest};
+use jobgate::auth::verify::{
     Authenticator, check_request, check_signature, parse_claims, parse_header, verify_with_key,
 };
+use jobgate::config::{IssuerConfig, IssuerKind};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 

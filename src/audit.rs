@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
+use crate::auth::claims::Claims;
+use crate::auth::identity::job_url;
+use crate::auth::verify::{UnverifiedClaims, VerifiedToken};
 use crate::clock;
 use crate::config::rules::RuleRef;
 use crate::config::{AuditOutput, IssuerConfig};
-use crate::identity::job_url;
 use crate::metrics::metrics;
 use crate::refusal::{Outcome, Reason};
-use crate::verify::{UnverifiedClaims, VerifiedToken};
 
 /// Records waiting for the writer; past this, new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn unverified_tokens_log_only_prefixed_identifiers() {
-        use crate::verify::unverified_claims;
+        use crate::auth::verify::unverified_claims;
         use base64::Engine;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
             br#"{"iss":"i","sub":"s","repository":"acme/app","run_id":"1","check_run_id":"2","jti":"j","environment":"prod"}"#,

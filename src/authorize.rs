@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use crate::audit::AuditIdentity;
+use crate::auth::verify::{AuthError, VerifiedToken, extract_bearer, unverified_claims};
 use crate::config::rules::RuleRef;
 use crate::config::{IssuerConfig, Mode, RouteAuth};
 use crate::policy;
 use crate::refusal::Reason;
 use crate::state::GatewayState;
-use crate::verify::{AuthError, VerifiedToken, extract_bearer, unverified_claims};
 
 /// Let the request through.
 #[derive(Debug)]

@@ -1137,9 +1137,9 @@ mod tests {
     use jsonwebtoken::Algorithm;
 
     use super::*;
+    use crate::auth::verify::{check_request, parse_header, verify_with_key};
     use crate::policy::{PolicyDecision, evaluate};
     use crate::refusal::Reason;
-    use crate::verify::{check_request, parse_header, verify_with_key};
 
     /// RSA key generation is slow in a debug build: the tests share one issuer.
     fn issuer() -> &'static DemoIssuer {
@@ -1354,7 +1354,7 @@ mod tests {
     fn examples_give_the_printed_outcome() {
         let issuer = issuer();
         let config = embedded_config(DEFAULT_PORTS);
-        let keys = crate::jwks::parse_jwks(
+        let keys = crate::auth::keys::jwks::parse_jwks(
             issuer.jwks().to_string().as_bytes(),
             "demo",
             &[Algorithm::RS256],
@@ -1382,7 +1382,7 @@ mod tests {
                     let token = issuer.mint(&claims).expect("mint");
                     let (header, parts) =
                         parse_header(&token, &issuer_config.algorithms).expect("header");
-                    let crate::jwks::KeyChoice::Key(key) =
+                    let crate::auth::keys::jwks::KeyChoice::Key(key) =
                         keys.select(header.kid.as_deref(), header.alg)
                     else {
                         panic!("no key for the demo token's kid");

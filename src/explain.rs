@@ -21,15 +21,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use crate::claims::{ClaimValue, Claims};
+use crate::auth::claims::{ClaimValue, Claims};
+use crate::auth::identity::identity_headers;
+use crate::auth::verify::{TokenTimes, claim_times, parse_header, split_token};
 use crate::config::rules::RuleKind;
 use crate::config::{Config, IssuerConfig, Mode, RouteAuth, RouteConfig};
-use crate::identity::identity_headers;
 use crate::policy::revocation::RevocationList;
 use crate::policy::{self, PolicyDecision, RuleReport};
 use crate::refusal::Reason;
 use crate::routing::{RouteTable, normalise_path};
-use crate::verify::{TokenTimes, claim_times, parse_header, split_token};
 
 /// Exit status for a bad config, bad usage or a token that cannot be decoded (SPEC §1).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -1276,7 +1276,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::verify::{VerifiedToken, check_request};
+    use crate::auth::verify::{VerifiedToken, check_request};
 
     const NOW: u64 = 1_764_122_400;
     const ISS: &str = "https://token.actions.githubusercontent.com";

@@ -6,16 +6,13 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod authorize;
 pub mod check;
-pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod explain;
-pub mod identity;
-pub mod jwks;
-pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -25,6 +22,4 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod tls;
-pub mod token_cache;
 pub mod upstream;
-pub mod verify;

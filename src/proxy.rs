@@ -16,10 +16,10 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::audit::{AuditIdentity, AuditRecord};
+use crate::auth::identity::ROUTE_HEADER_WIRE;
 use crate::authorize::{Allowed, authorize};
 use crate::clock::unix_now;
 use crate::config::rules::RuleRef;
-use crate::identity::ROUTE_HEADER_WIRE;
 use crate::metrics::{RouteMetrics, UpstreamClass};
 use crate::refusal::{Outcome, Reason, RefusalResponse, is_grpc};
 use crate::routing::normalise_path;

@@ -9,13 +9,13 @@ use http::HeaderValue;
 use pingora::utils::tls::WrappedX509;
 
 use crate::audit::AuditLog;
+use crate::auth::identity::{SpoofFilter, route_header_value};
+use crate::auth::verify::Authenticator;
 use crate::config::Config;
-use crate::identity::{SpoofFilter, route_header_value};
 use crate::metrics::RouteMetrics;
 use crate::policy::revocation::RevocationStore;
 use crate::routing::RouteTable;
 use crate::upstream::UpstreamPool;
-use crate::verify::Authenticator;
 
 /// What a route needs at request time besides its config.
 pub struct RouteRuntime {

@@ -10,10 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jobgate::auth::keys::{KeyStore, REFETCH_WAIT};
+use jobgate::auth::verify::{AuthError, Authenticated, Authenticator};
 use jobgate::config::{IssuerConfig, IssuerKind};
-use jobgate::keys::{KeyStore, REFETCH_WAIT};
 use jobgate::refusal::Reason;
-use jobgate::verify::{AuthError, Authenticated, Authenticator};
 use jsonwebtoken::Algorithm;
 use support::issuer::{Behaviour, TestIssuer, TestKey, now};
 

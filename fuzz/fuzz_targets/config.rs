@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use http::Method;
-use jobgate::claims::Claims;
-use jobgate::identity::SpoofFilter;
+use jobgate::auth::claims::Claims;
+use jobgate::auth::identity::SpoofFilter;
 use jobgate::policy;
 use jobgate::routing::RouteTable;
 use libfuzzer_sys::fuzz_target;

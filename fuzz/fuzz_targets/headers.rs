@@ -6,8 +6,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use jobgate::claims::Claims;
-use jobgate::identity::{JOB_URL, SpoofFilter, identity_headers, job_url};
+use jobgate::auth::claims::Claims;
+use jobgate::auth::identity::{JOB_URL, SpoofFilter, identity_headers, job_url};
 use jobgate::refusal::Reason;
 use jobgate_fuzz::{forwardable, issuer};
 use libfuzzer_sys::fuzz_target;
@@ -139,11 +139,11 @@ fuzz_target!(|case: Case| {
                 read.then_some(value)
             });
             let bad_claim = texts.into_iter().any(|value| match value {
-                jobgate::claims::ClaimValue::Text(text) => !forwardable(text.as_bytes()),
-                jobgate::claims::ClaimValue::List(items) => {
+                jobgate::auth::claims::ClaimValue::Text(text) => !forwardable(text.as_bytes()),
+                jobgate::auth::claims::ClaimValue::List(items) => {
                     items.iter().any(|item| !forwardable(item.as_bytes()))
                 }
-                jobgate::claims::ClaimValue::Other => false,
+                jobgate::auth::claims::ClaimValue::Other => false,
             });
             let bad_job_url = forwards_job_url(issuer)
                 && job_url(&issuer.server_url, &claims)

@@ -3,7 +3,7 @@
 //! selection over the set is consistent with what the set holds.
 #![no_main]
 
-use jobgate::jwks::{KeyChoice, parse_jwks};
+use jobgate::auth::keys::jwks::{KeyChoice, parse_jwks};
 use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 

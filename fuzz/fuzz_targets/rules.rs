@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use jobgate::claims::Claims;
+use jobgate::auth::claims::Claims;
 use jobgate::config::rules::{AnchoredRegex, CompiledRule, Condition, Glob, Matcher};
 use libfuzzer_sys::fuzz_target;
 use regex::RegexBuilder;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use jobgate::refusal::Reason;
-use jobgate::verify::{extract_bearer, parse_header, split_token, unverified_claims};
+use jobgate::auth::verify::{extract_bearer, parse_header, split_token, unverified_claims};
 use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::claims::Claims;
+use crate::auth::claims::Claims;
 use crate::clock;
 use crate::config::rules::{CompiledRule, Condition, Matcher};
 

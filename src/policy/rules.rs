@@ -5,7 +5,7 @@
 //! The rule types are compiled by `config` (see [`crate::config::rules`]); what is added here
 //! is how they meet a token's [`Claims`].
 
-use crate::claims::{ClaimValue, Claims};
+use crate::auth::claims::{ClaimValue, Claims};
 use crate::config::RouteAuth;
 use crate::config::rules::{CompiledRule, Condition, Matcher, RuleKind, RuleRef};
 
@@ -152,7 +152,7 @@ pub fn explain(auth: &RouteAuth, claims: &Claims) -> Vec<RuleReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::Claims;
+    use crate::auth::claims::Claims;
     use crate::config::Mode;
     use crate::config::rules::{CompiledRule, Condition, Matcher};
 

@@ -8,17 +8,11 @@ use http::HeaderName;
 use jsonwebtoken::Algorithm;
 use toml::Spanned;
 
-use super::diagnostics::Diagnostics;
-use super::diagnostics::check_unique_names;
-use super::diagnostics::duration;
-use super::diagnostics::positive_duration;
+use super::diagnostics::{Diagnostics, check_unique_names, duration, positive_duration};
 use super::rules::did_you_mean;
-use crate::config::IssuerConfig;
-use crate::config::IssuerKind;
-use crate::config::JOB_URL;
-use crate::config::PUBLIC_GITHUB_ISSUER;
 use crate::config::file::IssuerSection;
 use crate::config::rules::GITHUB_CLAIMS;
+use crate::config::{IssuerConfig, IssuerKind, JOB_URL, PUBLIC_GITHUB_ISSUER};
 
 /// Identity headers of a GitHub-kind issuer without `[issuer.headers]` (SPEC §4), in order.
 pub const DEFAULT_GITHUB_HEADERS: &[(&str, &str)] = &[

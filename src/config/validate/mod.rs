@@ -20,16 +20,12 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::config::ConfigError;
-use crate::config::Diagnostic;
 use crate::config::file::ConfigFile;
+use crate::config::{Config, ConfigError, Diagnostic};
 use diagnostics::Diagnostics;
 use issuer::compile_issuers;
 use route::compile_routes;
-use server::compile_audit;
-use server::compile_revocation;
-use server::compile_server;
+use server::{compile_audit, compile_revocation, compile_server};
 
 pub use issuer::DEFAULT_GITHUB_HEADERS;
 

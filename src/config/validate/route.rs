@@ -7,21 +7,12 @@ use std::time::Duration;
 use http::Method;
 use toml::Spanned;
 
-use super::diagnostics::Diagnostics;
-use super::diagnostics::check_unique_names;
-use super::diagnostics::config_path;
-use super::diagnostics::positive_duration;
-use super::diagnostics::warn_if_missing;
-use super::rules::check_route_rules;
-use super::rules::compile_rules;
-use crate::config::HostMatch;
-use crate::config::IssuerConfig;
-use crate::config::Mode;
-use crate::config::RouteAuth;
-use crate::config::RouteConfig;
-use crate::config::UpstreamUrl;
-use crate::config::file::IssuerSection;
-use crate::config::file::RouteSection;
+use super::diagnostics::{
+    Diagnostics, check_unique_names, config_path, positive_duration, warn_if_missing,
+};
+use super::rules::{check_route_rules, compile_rules};
+use crate::config::file::{IssuerSection, RouteSection};
+use crate::config::{HostMatch, IssuerConfig, Mode, RouteAuth, RouteConfig, UpstreamUrl};
 
 pub(super) fn compile_routes(
     sections: &[RouteSection],

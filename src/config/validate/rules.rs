@@ -7,17 +7,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::diagnostics::Diagnostics;
-use crate::config::IssuerConfig;
-use crate::config::IssuerKind;
-use crate::config::JOB_URL;
-use crate::config::file::RouteSection;
-use crate::config::file::RuleTable;
-use crate::config::rules::CompiledRule;
-use crate::config::rules::Condition;
-use crate::config::rules::GITHUB_CLAIMS;
-use crate::config::rules::Matcher;
-use crate::config::rules::RuleKind;
-use crate::config::rules::RuleRef;
+use crate::config::file::{RouteSection, RuleTable};
+use crate::config::rules::{CompiledRule, Condition, GITHUB_CLAIMS, Matcher, RuleKind, RuleRef};
+use crate::config::{IssuerConfig, IssuerKind, JOB_URL};
 
 /// Claims that identify the repository or its owner; used to tell a rule that relies on
 /// `sub` alone.

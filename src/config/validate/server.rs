@@ -3,22 +3,14 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::diagnostics::Diagnostics;
-use super::diagnostics::config_path;
-use super::diagnostics::duration;
-use super::diagnostics::warn_if_missing;
-use crate::config::AuditOutput;
-use crate::config::ServerConfig;
-use crate::config::TlsFiles;
-use crate::config::file::AuditSection;
-use crate::config::file::RevocationSection;
-use crate::config::file::ServerSection;
+use super::diagnostics::{Diagnostics, config_path, duration, warn_if_missing};
+use crate::config::file::{AuditSection, RevocationSection, ServerSection};
+use crate::config::{AuditOutput, ServerConfig, TlsFiles};
 
 pub(super) fn compile_server(
     section: &ServerSection,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::claims::{ClaimValue, Claims};
+use crate::auth::claims::{ClaimValue, Claims};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 

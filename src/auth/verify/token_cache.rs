@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest;
 
+use crate::auth::verify::VerifiedToken;
 use crate::metrics::metrics;
-use crate::verify::VerifiedToken;
 
 /// Slots per set: enough that a set fills only when the cache is nearly full (with 4 ways,
 /// 100 000 distinct tokens left ~80 % of the slots in use, as full sets evicted while others
@@ -224,7 +224,7 @@ impl Drop for TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::Claims;
+    use crate::auth::claims::Claims;
 
     fn token(exp: u64, kid: &str) -> Arc<VerifiedToken> {
         Arc::new(VerifiedToken::for_tests(
