@@ -22,11 +22,11 @@ use jobgate::auth::keys::KeyStore;
 use jobgate::auth::keys::jwks::parse_jwks;
 use jobgate::auth::verify::Authenticator;
 use jobgate::auth::verify::token_cache::TokenCache;
-use jobgate::authorize::authorize;
 use jobgate::policy::evaluate;
 use jobgate::policy::revocation::RevocationStore;
-use jobgate::routing::RouteTable;
-use jobgate::state::GatewayState;
+use jobgate::proxy::authorize::authorize;
+use jobgate::proxy::routing::RouteTable;
+use jobgate::proxy::state::GatewayState;
 use serde_json::json;
 
 const AUD: &str = "https://deploy.internal.example";

@@ -7,7 +7,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics::metrics;
-use crate::state::{GatewayState, SharedState};
+use crate::proxy::state::{GatewayState, SharedState};
 
 /// Serves the admin endpoints from the live state.
 pub struct AdminApp {

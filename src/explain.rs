@@ -28,8 +28,8 @@ use crate::config::rules::RuleKind;
 use crate::config::{Config, IssuerConfig, Mode, RouteAuth, RouteConfig};
 use crate::policy::revocation::RevocationList;
 use crate::policy::{self, PolicyDecision, RuleReport};
+use crate::proxy::routing::{RouteTable, normalise_path};
 use crate::refusal::Reason;
-use crate::routing::{RouteTable, normalise_path};
 
 /// Exit status for a bad config, bad usage or a token that cannot be decoded (SPEC §1).
 const EXIT_BAD_INPUT: u8 = 2;

@@ -5,9 +5,7 @@
 //! Pingora glue, with `routing` and `upstream`) → `identity` (headers) → `metrics`/`audit`.
 
 pub mod admin;
-pub mod audit;
 pub mod auth;
-pub mod authorize;
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -18,8 +16,4 @@ pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;
-pub mod routing;
 pub mod server;
-pub mod state;
-pub mod tls;
-pub mod upstream;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::{self, Config};
 use crate::metrics::metrics;
 use crate::policy::revocation::file_stamp;
-use crate::state::{GatewayState, SharedState};
+use crate::proxy::state::{GatewayState, SharedState};
 
 /// How often `--watch` looks at the config file.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -19,12 +19,9 @@ use crate::config::Config;
 use crate::metrics::metrics;
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::Gateway;
+use crate::proxy::ctx::IN_FLIGHT;
+use crate::proxy::state::{GatewayState, SharedState};
 use crate::reload::Reloader;
-use crate::state::{GatewayState, SharedState};
-
-/// Requests between `new_ctx` and the end of `logging`, so that SIGTERM can exit as soon as
-/// the last one finishes instead of sleeping the whole grace period (pingora#719).
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// Why `serve` stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +148,8 @@ pub fn serve_with(
         "jobgate proxy",
     );
     if let Some(files) = &tls {
-        crate::tls::check_listener_files(&files.cert, &files.key).map_err(ServeError::Setup)?;
+        crate::proxy::tls::check_listener_files(&files.cert, &files.key)
+            .map_err(ServeError::Setup)?;
     }
     for address in &listen {
         match &tls {

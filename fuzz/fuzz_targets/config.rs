@@ -7,9 +7,9 @@ use std::path::Path;
 
 use http::Method;
 use jobgate::auth::claims::Claims;
-use jobgate::auth::identity::SpoofFilter;
+use jobgate::proxy::spoof::SpoofFilter;
 use jobgate::policy;
-use jobgate::routing::RouteTable;
+use jobgate::proxy::routing::RouteTable;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

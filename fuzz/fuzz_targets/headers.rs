@@ -7,7 +7,8 @@
 
 use arbitrary::Arbitrary;
 use jobgate::auth::claims::Claims;
-use jobgate::auth::identity::{JOB_URL, SpoofFilter, identity_headers, job_url};
+use jobgate::auth::identity::{JOB_URL, identity_headers, job_url};
+use jobgate::proxy::spoof::SpoofFilter;
 use jobgate::refusal::Reason;
 use jobgate_fuzz::{forwardable, issuer};
 use libfuzzer_sys::fuzz_target;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use http::Method;
 use jobgate::config::HostMatch;
-use jobgate::routing::{RouteTable, host_without_port, normalise_path};
+use jobgate::proxy::routing::{RouteTable, host_without_port, normalise_path};
 use jobgate_fuzz::config;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,30 +1,28 @@
-//! The Pingora glue: each hook is a few lines that call `routing`, `verify`, `policy`,
-//! `identity`, `upstream` and `metrics`. Read top to bottom, this file is a request's life.
+//! The Pingora glue: jobgate's [`ProxyHttp`] implementation. Each hook is a few lines that
+//! call `routing`, `authorize`, `upstream` and `metrics`/`audit`; read top to bottom, this
+//! file is a request's life. Every hook says when Pingora runs it, what it may change and
+//! what its return value means.
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::l4::socket::SocketAddr as PingoraSocketAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::audit::{AuditIdentity, AuditRecord};
+use super::ctx::RequestCtx;
+use super::session::{audit_record, client_ip, refuse, request_host, set_path};
 use crate::auth::identity::ROUTE_HEADER_WIRE;
-use crate::authorize::{Allowed, authorize};
 use crate::clock::unix_now;
-use crate::config::rules::RuleRef;
-use crate::metrics::{RouteMetrics, UpstreamClass};
-use crate::refusal::{Outcome, Reason, RefusalResponse, is_grpc};
-use crate::routing::normalise_path;
-use crate::server::IN_FLIGHT;
-use crate::state::{GatewayState, SharedState};
+use crate::metrics::UpstreamClass;
+use crate::proxy::audit::AuditIdentity;
+use crate::proxy::authorize::authorize;
+use crate::proxy::routing::normalise_path;
+use crate::proxy::state::SharedState;
+use crate::refusal::{Outcome, Reason};
 
 /// How long an idle keep-alive client connection stays open between requests.
 pub const KEEPALIVE_IDLE_SECONDS: u64 = 60;
@@ -35,134 +33,15 @@ pub struct Gateway {
     pub tls: bool,
 }
 
-/// What one request carries from hook to hook.
-pub struct RequestCtx {
-    /// The config this request runs under from start to end, even across a reload.
-    state: Arc<GatewayState>,
-    started: Instant,
-    route: Option<usize>,
-    outcome: Option<Outcome>,
-    /// The upstream peer last tried, so a retry moves on to another one.
-    peer: Option<usize>,
-    retried: bool,
-    upstream_status: Option<u16>,
-    /// Why the request was refused, or `policy_denied` for a shadow-mode `would_deny`.
-    reason: Option<Reason>,
-    /// The rule that decided, for the audit log.
-    rule: Option<RuleRef>,
-    identity: AuditIdentity,
-    /// Set when an authenticated request is let through.
-    allowed: Option<Allowed>,
-}
-
-impl RequestCtx {
-    fn route_metrics(&self) -> &RouteMetrics {
-        match self.route.and_then(|index| self.state.routes.get(index)) {
-            Some(route) => &route.metrics,
-            None => &self.state.unrouted,
-        }
-    }
-
-    fn route_name(&self) -> Option<&str> {
-        self.route
-            .and_then(|index| self.state.config.routes.get(index))
-            .map(|route| route.name.as_str())
-    }
-
-    fn is_authenticated_route(&self) -> bool {
-        self.route
-            .and_then(|index| self.state.config.routes.get(index))
-            .is_some_and(|route| route.auth.is_some())
-    }
-}
-
-impl Drop for RequestCtx {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Sends a refusal and records its outcome. Refusals keep the connection alive: they are
-/// written as a complete response with a length, not through `respond_error`, which closes.
-async fn refuse(session: &mut Session, ctx: &mut RequestCtx, reason: Reason) -> Result<bool> {
-    let grpc = is_grpc(
-        session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|value| value.as_bytes()),
-    );
-    let refusal = RefusalResponse::new(reason, ctx.route_name(), grpc);
-    ctx.outcome = Some(reason.outcome());
-    ctx.reason = Some(reason);
-    if ctx.is_authenticated_route() && reason.is_auth_failure() {
-        ctx.route_metrics().auth_failure(reason);
-    }
-    let mut header = ResponseHeader::build(refusal.status, Some(refusal.headers.len() + 1))?;
-    for (name, value) in refusal.headers {
-        header.insert_header(name, value)?;
-    }
-    header.insert_header(http::header::CONTENT_LENGTH, refusal.body.len())?;
-    let end_of_stream = refusal.body.is_empty();
-    session
-        .write_response_header(Box::new(header), end_of_stream)
-        .await?;
-    if !end_of_stream {
-        session
-            .write_response_body(Some(Bytes::from(refusal.body)), true)
-            .await?;
-    }
-    Ok(true)
-}
-
-/// The host a request names: the URI's authority (HTTP/2, absolute-form) or `Host`.
-fn request_host(request: &RequestHeader) -> Option<&str> {
-    request.uri.host().or_else(|| {
-        request
-            .headers
-            .get(http::header::HOST)
-            .and_then(|value| value.to_str().ok())
-    })
-}
-
-/// Replaces the request's path with its normalised form, keeping the query.
-fn set_path(request: &mut RequestHeader, path: &str) -> Result<()> {
-    let uri = match request.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
-    let uri = http::Uri::try_from(uri)
-        .map_err(|e| Error::because(ErrorType::InternalError, "normalised path", e))?;
-    request.set_uri(uri);
-    Ok(())
-}
-
-fn client_ip(session: &Session) -> Option<String> {
-    match session.client_addr()? {
-        PingoraSocketAddr::Inet(addr) => Some(addr.ip().to_string()),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// Runs first, before the request is read: the request takes the current config for
+    /// its whole life (a reload mid-request does not change it) and counts as in flight
+    /// until its context is dropped after `logging`.
     fn new_ctx(&self) -> RequestCtx {
-        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-        RequestCtx {
-            state: self.state.load_full(),
-            started: Instant::now(),
-            route: None,
-            outcome: None,
-            peer: None,
-            retried: false,
-            upstream_status: None,
-            reason: None,
-            rule: None,
-            identity: AuditIdentity::None,
-            allowed: None,
-        }
+        RequestCtx::new(self.state.load_full())
     }
 
     /// Runs once the request headers are read: strips spoofed identity headers, normalises
@@ -424,34 +303,5 @@ impl ProxyHttp for Gateway {
             let record = audit_record(session, ctx, outcome);
             ctx.state.audit.record(record);
         }
-    }
-}
-
-/// The audit line of a request on an authenticated route (SPEC §6).
-fn audit_record(session: &Session, ctx: &mut RequestCtx, outcome: Outcome) -> AuditRecord {
-    let request = session.req_header();
-    let status = session
-        .response_written()
-        .map_or(0, |response| response.status.as_u16());
-    let reason = match outcome {
-        Outcome::UpstreamError => Some(Reason::UpstreamUnreachable),
-        _ => ctx.reason,
-    };
-    AuditRecord {
-        time: SystemTime::now(),
-        route: ctx.route_name().unwrap_or("none").to_owned(),
-        outcome,
-        reason,
-        rule: ctx.rule,
-        status,
-        method: request.method.clone(),
-        path: request.uri.path().to_owned(),
-        client_ip: match session.client_addr() {
-            Some(PingoraSocketAddr::Inet(addr)) => Some(addr.ip()),
-            _ => None,
-        },
-        identity: std::mem::replace(&mut ctx.identity, AuditIdentity::None),
-        upstream_status: ctx.upstream_status,
-        duration: ctx.started.elapsed(),
     }
 }

@@ -8,14 +8,15 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use pingora::utils::tls::WrappedX509;
 
-use crate::audit::AuditLog;
-use crate::auth::identity::{SpoofFilter, route_header_value};
+use crate::auth::identity::route_header_value;
 use crate::auth::verify::Authenticator;
 use crate::config::Config;
 use crate::metrics::RouteMetrics;
 use crate::policy::revocation::RevocationStore;
-use crate::routing::RouteTable;
-use crate::upstream::UpstreamPool;
+use crate::proxy::audit::AuditLog;
+use crate::proxy::routing::RouteTable;
+use crate::proxy::spoof::SpoofFilter;
+use crate::proxy::upstream::UpstreamPool;
 
 /// What a route needs at request time besides its config.
 pub struct RouteRuntime {
@@ -67,7 +68,7 @@ impl GatewayState {
                 let upstream_ca = route
                     .upstream_ca
                     .as_deref()
-                    .map(crate::tls::load_ca)
+                    .map(crate::proxy::tls::load_ca)
                     .transpose()
                     .map_err(|error| format!("route {:?}: upstream_ca: {error}", route.name))?;
                 let pool_group = upstream_ca.as_deref().map_or(0, ca_fingerprint);

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use crate::audit::AuditIdentity;
 use crate::auth::verify::{AuthError, VerifiedToken, extract_bearer, unverified_claims};
 use crate::config::rules::RuleRef;
 use crate::config::{IssuerConfig, Mode, RouteAuth};
 use crate::policy;
+use crate::proxy::audit::AuditIdentity;
+use crate::proxy::state::GatewayState;
 use crate::refusal::Reason;
-use crate::state::GatewayState;
 
 /// Let the request through.
 #[derive(Debug)]
