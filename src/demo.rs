@@ -134,7 +134,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let services = demo_services(ports, issuer);
     std::thread::spawn(move || announce_when_ready(ports, &issuer_name, &banner));
 
-    let result = crate::server::serve_with(config, &reload_path, live_reload, services);
+    let result = crate::ops::server::serve_with(config, &reload_path, live_reload, services);
     drop(reload_copy);
     match result {
         Ok(()) => ExitCode::SUCCESS,

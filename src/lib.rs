@@ -4,7 +4,6 @@
 //! `verify` (token checks, with `token_cache`) → `policy` (route rules) → `proxy` (the thin
 //! Pingora glue, with `routing` and `upstream`) → `identity` (headers) → `metrics`/`audit`.
 
-pub mod admin;
 pub mod auth;
 pub mod check;
 pub mod clock;
@@ -12,8 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod explain;
 pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod proxy;
 pub mod refusal;
-pub mod reload;
-pub mod server;

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            match jobgate::server::serve(loaded, &config, watch) {
+            match jobgate::ops::server::serve(loaded, &config, watch) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("jobgate: {error}");

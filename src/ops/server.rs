@@ -14,14 +14,14 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::ServiceWithDependents;
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics::metrics;
+use crate::ops::admin::AdminApp;
+use crate::ops::reload::Reloader;
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::Gateway;
 use crate::proxy::ctx::IN_FLIGHT;
 use crate::proxy::state::{GatewayState, SharedState};
-use crate::reload::Reloader;
 
 /// Why `serve` stopped early.
 #[derive(Debug, thiserror::Error)]
