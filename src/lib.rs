@@ -5,11 +5,9 @@
 //! Pingora glue, with `routing` and `upstream`) → `identity` (headers) → `metrics`/`audit`.
 
 pub mod auth;
-pub mod check;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod explain;
 pub mod metrics;
 pub mod ops;
 pub mod policy;

@@ -41,10 +41,10 @@ enum Command {
         watch: bool,
     },
     /// Run the gateway, an embedded OIDC issuer and an echo upstream on loopback, offline.
-    Demo(jobgate::demo::DemoArgs),
+    Demo(jobgate::cli::demo::DemoArgs),
     /// Show which route a request matches and, rule by rule, why its token would be
     /// allowed or denied. The signature is NOT checked.
-    Explain(jobgate::explain::ExplainArgs),
+    Explain(jobgate::cli::explain::ExplainArgs),
     /// Validate a config without touching the network.
     Check {
         /// The config file.
@@ -82,12 +82,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Demo(args) => {
             init_logging();
-            jobgate::demo::run(args)
+            jobgate::cli::demo::run(args)
         }
-        Command::Explain(args) => jobgate::explain::run(args),
+        Command::Explain(args) => jobgate::cli::explain::run(args),
         Command::Check { config } => match jobgate::config::load(&config) {
             Ok(loaded) => {
-                print!("{}", jobgate::check::summary(&loaded));
+                print!("{}", jobgate::cli::check::summary(&loaded));
                 ExitCode::SUCCESS
             }
             Err(error) => {

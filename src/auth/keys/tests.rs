@@ -1,20 +1,19 @@
 //! The key store against a real issuer on 127.0.0.1: discovery, refresh, single-flight
 //! refetch for unknown kids, failures and stale keys; and the timing rules without a clock.
-use std::sync::atomic::Ordering;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::IssuerConfig;
-use crate::refusal::Reason;
+use jsonwebtoken::Algorithm;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fetch::*;
 use super::refresh::*;
 use super::store::*;
 use crate::auth::keys::jwks::test_keys;
-use crate::config::IssuerKind;
-use jsonwebtoken::Algorithm;
-use std::sync::atomic::AtomicUsize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::config::{IssuerConfig, IssuerKind};
+use crate::refusal::Reason;
 
 fn policy() -> RefreshPolicy {
     RefreshPolicy {

@@ -1,22 +1,14 @@
 //! Token verification end to end: real keys, real signatures, every refusal of SPEC §3
 //! step 6 in its order, and the cache.
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::signature as aws_sig;
-use serde_json::json;
-
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde_json::Value;
-
-use crate::auth::claims::Claims;
-use crate::auth::keys::KeyStore;
-use crate::auth::keys::jwks::KeyChoice;
-use crate::config::IssuerConfig;
-use crate::refusal::Reason;
+use serde_json::{Value, json};
 
 use super::authenticator::*;
 use super::bearer::*;
@@ -25,9 +17,13 @@ use super::payload::*;
 use super::signature::*;
 use super::token_cache::*;
 use super::unverified::*;
+use crate::auth::claims::Claims;
+use crate::auth::keys::KeyStore;
+use crate::auth::keys::jwks::KeyChoice;
 use crate::auth::keys::jwks::test_keys::*;
 use crate::auth::keys::jwks::{KeySet, parse_jwks};
-use crate::config::IssuerKind;
+use crate::config::{IssuerConfig, IssuerKind};
+use crate::refusal::Reason;
 
 const NOW: u64 = 1_760_000_000;
 const ISS: &str = "https://token.actions.githubusercontent.com";

@@ -1,4 +1,5 @@
 //! Validation of whole config texts: every error and warning SPEC §2 names, at its line.
+
 use std::path::Path;
 use std::time::Duration;
 
