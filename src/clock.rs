@@ -1,5 +1,8 @@
 //! Calendar arithmetic for RFC 3339 timestamps (audit `ts`, revocation `until`), kept here
 //! so that no date crate is needed for two conversions.
+//!
+//! A shared leaf at the bottom of the module order: `policy` (revocation), `proxy` (audit)
+//! and `cli` read the clock, and it imports nothing of jobgate's.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -3,6 +3,10 @@
 //! The label children a request touches are resolved once per config load (`RouteMetrics`),
 //! so the request path increments plain atomics and never takes the registry's locks.
 //! No label ever takes a claim value: cardinality is bounded by the config.
+//!
+//! A shared leaf at the bottom of the module order, next to `refusal` (the only module it
+//! imports): the key stores and the token cache in `auth` count into it as well as the
+//! request path in `proxy` and the server in `ops`, so it cannot live in any one of them.
 
 use std::sync::OnceLock;
 

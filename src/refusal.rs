@@ -2,6 +2,12 @@
 //!
 //! One enum maps to status, `WWW-Authenticate`, metric outcome, JSON body and gRPC status in
 //! one place, so the proxy, the audit log and the metrics can never disagree about a reason.
+//! The assembly of a refusal into a response (JSON body or gRPC trailers) is
+//! `proxy::refusal`'s.
+//!
+//! A shared leaf at the bottom of the module order: `auth` and `policy` refuse with these
+//! reasons, `metrics` counts them and `proxy` sends them, so the vocabulary sits below all
+//! of them and imports nothing of jobgate's.
 
 use std::fmt;
 

@@ -7,7 +7,7 @@
 //! Room is left here for later per-token policies (rate limits, replay protection): each
 //! would be one more file that reads a verified token and answers with a decision.
 //!
-//! May import: `config`, `auth` and the shared leaves (`clock`, `reason`, `metrics`); never
+//! May import: `config`, `auth` and the shared leaves (`clock`, `refusal`, `metrics`); never
 //! `proxy`, `ops` or `cli`.
 
 pub mod revocation;
