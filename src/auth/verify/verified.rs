@@ -23,7 +23,7 @@ pub struct VerifiedToken {
     pub exp: u64,
     pub iat: u64,
     pub nbf: Option<u64>,
-    /// The [`KeyStore::id`] of the issuer it verified under.
+    /// The [`KeyStore::id`](crate::auth::keys::KeyStore::id) of the issuer it verified under.
     pub(super) issuer_id: u64,
     /// Which key verified it (see `VerifyingKey::fingerprint`).
     pub(super) key_fingerprint: [u8; 32],
@@ -63,7 +63,8 @@ impl VerifiedToken {
 }
 
 /// Verifies a token with a key chosen for it: signature, claim types, `iss`. What the
-/// cache keeps. `issuer_id` is the [`KeyStore::id`] the key came from.
+/// cache keeps. `issuer_id` is the [`KeyStore::id`](crate::auth::keys::KeyStore::id) the
+/// key came from.
 pub fn verify_with_key(
     issuer: &IssuerConfig,
     issuer_id: u64,
