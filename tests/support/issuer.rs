@@ -402,8 +402,20 @@ impl TestIssuer {
 
     /// An `[[issuer]]` table for jobgate's config, with short intervals for tests.
     pub fn config_toml(&self, name: &str) -> String {
+        self.issuer_table(name, "")
+    }
+
+    /// An `[[issuer]]` table named `name` for jobgate's config, then `extra` lines (last, so
+    /// that they may open an `[issuer.headers]` sub-table). `min_refetch_interval` is 1 s,
+    /// short for tests, unless `extra` sets it.
+    pub fn issuer_table(&self, name: &str, extra: &str) -> String {
+        let min_refetch = if extra.contains("min_refetch_interval") {
+            ""
+        } else {
+            "min_refetch_interval = \"1s\"\n"
+        };
         format!(
-            "[[issuer]]\nname = \"{name}\"\nurl = \"{}\"\nalgorithms = [\"RS256\", \"ES256\"]\nmin_refetch_interval = \"1s\"\n",
+            "[[issuer]]\nname = \"{name}\"\nurl = \"{}\"\nalgorithms = [\"RS256\", \"ES256\"]\n{min_refetch}{extra}\n",
             self.url()
         )
     }
@@ -558,6 +570,34 @@ impl TestIssuer {
     /// A GitHub-shaped token for `audience` with `overrides` applied.
     pub fn mint_github_with(&self, audience: &str, overrides: Value) -> String {
         self.mint(self.github_claims_with(audience, overrides))
+    }
+
+    /// A valid GitHub-shaped token for `audience` of exactly `length` bytes (RSA-2048 signing
+    /// key), padded with a `pad` claim and, for lengths base64 cannot reach with the claim
+    /// alone, a header member.
+    pub fn mint_github_of_length(&self, audience: &str, length: usize) -> String {
+        let key = self.signing_key();
+        let base = self.github_claims_with(audience, json!({"pad": ""}));
+        let base_len = base.to_string().len();
+        let b64_len = |bytes: usize| (bytes * 4).div_ceil(3);
+        for header_pad in 0..4 {
+            let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid(), "x": "y".repeat(header_pad)});
+            // Two dots, and an RSA-2048 signature is 342 base64url characters.
+            let fixed = b64_len(header.to_string().len()) + 2 + 342;
+            let Some(room) = length.checked_sub(fixed) else {
+                continue;
+            };
+            // The pad is ASCII, so each character is one more byte of JSON.
+            let Some(pad) = (0..=room).find(|pad| b64_len(base_len + pad) == room) else {
+                continue;
+            };
+            let mut claims = base.clone();
+            claims["pad"] = json!("p".repeat(pad));
+            let token = mint_with_header(&header, &claims, Signer::Key(&key));
+            assert_eq!(token.len(), length);
+            return token;
+        }
+        panic!("no token of exactly {length} bytes");
     }
 }
 

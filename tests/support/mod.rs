@@ -1,9 +1,13 @@
 //! Real parts for integration tests: an echo upstream over HTTP on 127.0.0.1, the real
 //! `jobgate` binary started on free loopback ports, and a raw HTTP/1.1 client that sends
 //! exactly the bytes a test asks for (no path normalisation, duplicate headers allowed).
+//! [`world::World`] puts them together with a test issuer; most tests start there.
 #![allow(dead_code)]
 
+pub mod expect;
 pub mod issuer;
+pub mod metrics;
+pub mod world;
 
 /// Calls `done` every 50 ms until it holds; false once `limit` has passed without it.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -223,6 +227,11 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The body as text (lossy), for messages and "does not contain" checks.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -337,7 +346,8 @@ pub fn get(addr: SocketAddr, target: &str) -> RawResponse {
     raw_request(addr, "GET", target, &[], b"")
 }
 
-/// The real `jobgate serve` on free loopback ports, stopped (SIGTERM, then kill) on drop.
+/// The real `jobgate serve` on loopback ports, stopped (kill) on drop. Tests reach it
+/// through [`world::World`], which writes its config.
 pub struct Jobgate {
     pub child: Child,
     pub addr: SocketAddr,
@@ -358,7 +368,8 @@ impl Jobgate {
         Jobgate::start_raw(&format!("{server}{config_body}"), port, admin_port)
     }
 
-    /// Starts jobgate with a complete config text whose ports the caller chose.
+    /// Starts jobgate with a complete config text whose ports the caller chose, and waits
+    /// (at most 20 s) until both ports accept connections.
     pub fn start_raw(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("jobgate.toml");
@@ -372,20 +383,27 @@ impl Jobgate {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn jobgate");
-        let jobgate = Jobgate {
+        let mut jobgate = Jobgate {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             dir,
             config_path,
         };
-        jobgate.wait_until_listening();
+        jobgate.wait_until_listening(config_text);
         jobgate
     }
 
-    fn wait_until_listening(&self) {
+    /// A process that exits at once (a config error, a port taken meanwhile) fails here with
+    /// its status and config rather than after the whole 20 s.
+    fn wait_until_listening(&mut self, config_text: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "jobgate exited ({status}) before listening; its log is above. Config:\n{config_text}"
+                );
+            }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
                 && TcpStream::connect_timeout(&self.admin, Duration::from_millis(200)).is_ok()
             {
