@@ -2,6 +2,7 @@
 //! route rules (SPEC §2 condition values, §3 step 8), refusal shapes (HTTP and gRPC),
 //! identity headers (§4), revocation and the audit log (§6).
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
