@@ -46,6 +46,15 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `N` distinct ports that were free a moment ago on 127.0.0.1: bound all at once, then
+/// released. (Two calls of [`free_port`] may return the same port.)
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] = std::array::from_fn(|_| {
+        TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port")
+    });
+    listeners.map(|listener| listener.local_addr().expect("local address").port())
+}
+
 /// An HTTP upstream that answers every request with a JSON echo of it.
 pub struct EchoUpstream {
     pub addr: SocketAddr,

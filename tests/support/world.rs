@@ -31,7 +31,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::issuer::TestIssuer;
-use super::{EchoUpstream, Jobgate, RawResponse, free_port, get, metrics, raw_request, wait_until};
+use super::{
+    EchoUpstream, Jobgate, RawResponse, free_ports, get, metrics, raw_request, wait_until,
+};
 
 /// How long a world waits for the gateway by default: generous for a loaded 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -136,7 +138,7 @@ impl WorldBuilder {
             .iter()
             .map(|name| EchoUpstream::start(name))
             .collect();
-        let (port, admin_port) = (free_port(), free_port());
+        let [port, admin_port] = free_ports();
         let mut config = self.server_section(port, admin_port);
         let audit = if self.audit_file { AUDIT_FILE } else { "off" };
         config.push_str(&format!("[audit]\noutput = \"{audit}\"\n\n"));
@@ -351,26 +353,27 @@ impl World {
     /// Waits until `/readyz` answers 200, at most [`WAIT`].
     #[track_caller]
     pub fn wait_ready(&self) {
-        self.wait_ready_within(WAIT);
+        self.wait_readyz(200, WAIT);
     }
 
+    /// Waits (at most `limit`) until `/readyz` answers `status`, and returns that answer.
     #[track_caller]
-    pub fn wait_ready_within(&self, limit: Duration) {
+    pub fn wait_readyz(&self, status: u16, limit: Duration) -> RawResponse {
         let mut last = None;
-        let ready = wait_until(limit, || {
+        let reached = wait_until(limit, || {
             let response = self.readyz();
-            let ready = response.status == 200;
+            let reached = response.status == status;
             last = Some(response);
-            ready
+            reached
         });
-        if !ready {
-            let last = last.expect("at least one /readyz request");
-            panic!(
-                "/readyz still {} after {limit:?}: {}",
-                last.status,
-                last.text()
-            );
-        }
+        let last = last.expect("at least one /readyz request");
+        assert!(
+            reached,
+            "/readyz still {} after {limit:?} (waiting for {status}): {}",
+            last.status,
+            last.text()
+        );
+        last
     }
 
     // --- metrics --------------------------------------------------------------------
