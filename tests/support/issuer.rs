@@ -400,11 +400,6 @@ impl TestIssuer {
         format!("{}{JWKS_PATH}", self.url())
     }
 
-    /// An `[[issuer]]` table for jobgate's config, with short intervals for tests.
-    pub fn config_toml(&self, name: &str) -> String {
-        self.issuer_table(name, "")
-    }
-
     /// An `[[issuer]]` table named `name` for jobgate's config, then `extra` lines (last, so
     /// that they may open an `[issuer.headers]` sub-table). `min_refetch_interval` is 1 s,
     /// short for tests, unless `extra` sets it.

@@ -366,20 +366,9 @@ pub struct Jobgate {
 }
 
 impl Jobgate {
-    /// Starts jobgate with `config_body` appended to a `[server]` section that listens on
-    /// free ports. Waits (at most 20 s) until the proxy port answers.
-    pub fn start(config_body: &str) -> Jobgate {
-        let port = free_port();
-        let admin_port = free_port();
-        let server = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 1\ngrace_period = \"2s\"\n\n"
-        );
-        Jobgate::start_raw(&format!("{server}{config_body}"), port, admin_port)
-    }
-
     /// Starts jobgate with a complete config text whose ports the caller chose, and waits
     /// (at most 20 s) until both ports accept connections.
-    pub fn start_raw(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
+    pub fn start(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("jobgate.toml");
         std::fs::write(&config_path, config_text).expect("write config");
@@ -424,15 +413,6 @@ impl Jobgate {
             "jobgate did not start listening on {} within 20 s",
             self.addr
         );
-    }
-
-    /// The value of one sample line of `/metrics`, e.g.
-    /// `jobgate_requests_total{outcome="public",route="api"}`.
-    pub fn metric(&self, sample: &str) -> Option<f64> {
-        let page = get(self.admin, "/metrics");
-        String::from_utf8_lossy(&page.body)
-            .lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
     }
 
     /// Sends a signal to the process.

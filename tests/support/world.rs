@@ -151,7 +151,7 @@ impl WorldBuilder {
             config.push('\n');
         }
         let config = self.fill(&config, &upstreams);
-        let gateway = Jobgate::start_raw(&config, port, admin_port);
+        let gateway = Jobgate::start(&config, port, admin_port);
         World {
             audit_path: self.audit_file.then(|| gateway.dir.path().join(AUDIT_FILE)),
             gateway,
