@@ -10,9 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::support::ConnectionCounter;
 use crate::support::expect;
 use crate::support::issuer::{Signer, TestIssuer, TestKey, b64url, mint_raw};
+use crate::support::raw::RawServer;
 use crate::{AUD, ROUTE, Siege, header, json_bytes, ready, signing_input};
 
 #[test]
@@ -70,7 +70,7 @@ fn jku_and_x5u_are_never_fetched() {
     // counts every connection.
     let attacker = TestKey::rsa("attacker-1");
     let evil = TestIssuer::start_with_keys(vec![attacker.clone()]);
-    let tripwire = ConnectionCounter::start();
+    let tripwire = RawServer::tripwire();
     let cases: Vec<(&str, Value, &str)> = vec![
         (
             "jku to the attacker's JWKS, attacker's kid",
@@ -84,18 +84,18 @@ fn jku_and_x5u_are_never_fetched() {
         ),
         (
             "jku to the tripwire, no kid",
-            json!({"alg": "RS256", "jku": tripwire.url("/jwks.json")}),
+            json!({"alg": "RS256", "jku": tripwire.url_of("/jwks.json")}),
             "bad_signature",
         ),
         (
             "x5u to the tripwire, attacker's kid",
-            json!({"alg": "RS256", "kid": "attacker-1", "x5u": tripwire.url("/cert.pem")}),
+            json!({"alg": "RS256", "kid": "attacker-1", "x5u": tripwire.url_of("/cert.pem")}),
             "unknown_key",
         ),
         (
             "jku and x5u, published kid",
-            json!({"alg": "RS256", "kid": "rsa-1", "jku": tripwire.url("/jwks"),
-                   "x5u": tripwire.url("/x5u")}),
+            json!({"alg": "RS256", "kid": "rsa-1", "jku": tripwire.url_of("/jwks"),
+                   "x5u": tripwire.url_of("/x5u")}),
             "bad_signature",
         ),
     ];

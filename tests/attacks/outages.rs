@@ -23,19 +23,19 @@ fn issuer_outage_after_start_keeps_valid_tokens_working_and_is_never_a_401() {
         admitted += 2;
         // A kid that needs the failing refetch: an outage, not a bad token.
         let newcomer = TestKey::rsa(&format!("new-{behaviour:?}"));
-        let token = world.issuer().mint_with_key(&newcomer, world.claims());
+        let token = world.token_signed_by(&newcomer);
         world.unavailable(
             &token,
             &format!("{behaviour:?}: unknown kid, refetch fails"),
         );
         // Budget spent and the last fetch failed: still an outage.
         let another = TestKey::p256("another").with_kid(&format!("other-{behaviour:?}"));
-        let token = world.issuer().mint_with_key(&another, world.claims());
+        let token = world.token_signed_by(&another);
         world.unavailable(&token, &format!("{behaviour:?}: unknown kid, budget spent"));
         // A forgery under a known kid is still judged: keys are there.
         let impostor = TestKey::rsa("rsa-1");
         world.refused(
-            &world.issuer().mint_with_key(&impostor, world.claims()),
+            &world.token_signed_by(&impostor),
             "bad_signature",
             &format!("{behaviour:?}: forged under a known kid"),
         );

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::RawResponse;
 use crate::support::issuer::{TestIssuer, TestKey};
+use crate::support::raw::RawServer;
 use crate::support::world::World;
-use crate::support::{ConnectionCounter, RawResponse};
 use crate::{
     AUD, Api, ISSUER, ROUTE, api_world, assert_admitted, assert_invalid_token,
     assert_keys_unavailable, flip_char, mint_header, ready,
@@ -39,9 +40,7 @@ fn rotated_key_is_accepted_after_one_refetch_without_restart() {
     let fetches = world.issuer().jwks_fetches();
 
     let new_key = world.issuer().rotate("rsa-2");
-    let new = world
-        .issuer()
-        .mint_with_key(&new_key, world.issuer().github_claims(AUD));
+    let new = world.token_signed_by(&new_key);
     assert_admitted(&world.call(&new), world.issuer());
     assert_eq!(
         world.issuer().jwks_fetches(),
@@ -124,9 +123,7 @@ fn unknown_kid_is_remembered_until_the_next_fetch() {
     let world = ready();
     let fetches = world.issuer().jwks_fetches();
     let late = TestKey::rsa("late");
-    let token = world
-        .issuer()
-        .mint_with_key(&late, world.issuer().github_claims(AUD));
+    let token = world.token_signed_by(&late);
     world.assert_invalid_token(&token, "unknown_key");
     assert_eq!(world.issuer().jwks_fetches(), fetches + 1);
     // Past min_refetch_interval (1 s), the same kid still costs nothing: it is remembered.
@@ -136,9 +133,7 @@ fn unknown_kid_is_remembered_until_the_next_fetch() {
     assert_eq!(world.issuer().jwks_fetches(), fetches + 1);
     // Another unknown kid does refetch; the new set has "late", so it is forgotten.
     let stranger = TestKey::rsa("stranger");
-    let other = world
-        .issuer()
-        .mint_with_key(&stranger, world.issuer().github_claims(AUD));
+    let other = world.token_signed_by(&stranger);
     world.assert_invalid_token(&other, "unknown_key");
     assert_eq!(world.issuer().jwks_fetches(), fetches + 2);
     assert_eq!(world.upstream().hits(), 0);
@@ -165,9 +160,7 @@ fn jwks_endpoint_failing_after_start_keeps_valid_tokens_passing() {
 
     // A kid that cannot be checked because the refetch fails is an outage, not a bad token.
     let newcomer = TestKey::rsa("rsa-new");
-    let unknown = world
-        .issuer()
-        .mint_with_key(&newcomer, world.issuer().github_claims(AUD));
+    let unknown = world.token_signed_by(&newcomer);
     let response = world.call(&unknown);
     assert_keys_unavailable(&response);
     assert_eq!(response.json()["route"], ROUTE);
@@ -178,9 +171,7 @@ fn jwks_endpoint_failing_after_start_keeps_valid_tokens_passing() {
     // Past min_refetch_interval (1 s), so that this kid asks for a refetch of its own.
     std::thread::sleep(Duration::from_millis(1500));
     let other = TestKey::rsa("rsa-other");
-    let unknown = world
-        .issuer()
-        .mint_with_key(&other, world.issuer().github_claims(AUD));
+    let unknown = world.token_signed_by(&other);
     assert_keys_unavailable(&world.call(&unknown));
     assert_admitted(&world.call(&fresh), world.issuer());
     assert_eq!(world.upstream().hits(), 4);
@@ -224,7 +215,7 @@ fn keys_past_max_stale_are_dropped_and_the_issuer_fails_closed() {
 fn discovered_http_jwks_uri_off_loopback_is_never_fetched() {
     // 0.0.0.0 is not a loopback address, so http:// is not allowed there; yet on Linux a
     // connection to it reaches this host, where the counter would see it.
-    let counter = ConnectionCounter::start();
+    let counter = RawServer::tripwire();
     let issuer = TestIssuer::start();
     let port = counter.addr.port();
     issuer.set_jwks_uri(Some(&format!("http://0.0.0.0:{port}/jwks")));

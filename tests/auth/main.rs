@@ -22,24 +22,13 @@ mod signatures;
 
 use serde_json::Value;
 use support::issuer::{Signer, TestIssuer, TestKey, b64url_decode, mint_with_header};
-use support::world::{World, WorldBuilder};
+use support::world::{World, WorldBuilder, any_token_route};
 use support::{RawResponse, expect};
 
 const AUD: &str = "https://api.internal.example";
 const ROUTE: &str = "api";
 /// The issuer's name in the config, in metric labels and in `/readyz`.
 const ISSUER: &str = "test";
-
-/// An authenticated route `api` on `/` that admits every verified token (an empty allow
-/// rule: fine for a loopback, non-GitHub issuer).
-const API_ROUTE: &str = r#"
-    name = "api"
-    path_prefix = "/"
-    upstream = "{upstream}"
-    issuer = "{issuer}"
-    audience = "{audience}"
-    [[route.allow]]
-"#;
 
 /// `issuer` (named `test`) behind the route `api` to the echo upstream `api`; add issuer or
 /// server keys, then start.
@@ -48,7 +37,7 @@ fn api_world(issuer: TestIssuer) -> WorldBuilder {
         .issuer(issuer)
         .audience(AUD)
         .upstream("api")
-        .route(API_ROUTE)
+        .route(&any_token_route("api", "/", "{issuer}"))
 }
 
 /// [`api_world`] with an issuer of one RSA key, its keys loaded.

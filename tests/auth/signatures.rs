@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::support::ConnectionCounter;
 use crate::support::issuer::{Signer, TestIssuer, TestKey, b64url, mint_with_header, now};
+use crate::support::raw::RawServer;
 use crate::{AUD, Api, assert_admitted, flip_char, mint_header, payload, ready};
 
 #[test]
@@ -85,9 +85,7 @@ fn signature_of_another_key_under_a_published_kid_is_refused() {
     let world = ready();
     // Same kid as the published key, different key material, never published.
     let impostor = TestKey::rsa("rsa-1");
-    let token = world
-        .issuer()
-        .mint_with_key(&impostor, world.issuer().github_claims(AUD));
+    let token = world.token_signed_by(&impostor);
     world.assert_invalid_token(&token, "bad_signature");
     assert_eq!(world.upstream().hits(), 0);
 }
@@ -119,14 +117,14 @@ fn jku_x5u_x5c_and_jwk_headers_are_never_followed() {
     // counts every connection.
     let attacker_key = TestKey::rsa("evil-1");
     let evil = TestIssuer::start_with_keys(vec![attacker_key.clone()]);
-    let counter = ConnectionCounter::start();
+    let counter = RawServer::tripwire();
     let claims = world.issuer().github_claims(AUD);
 
     // The attacker's kid, with its JWKS named by jku: the kid stays unknown.
     let by_jku = mint_header(
         &attacker_key,
         json!({"alg": "RS256", "typ": "JWT", "kid": "evil-1", "jku": evil.jwks_url(),
-               "x5u": counter.url("/cert.pem")}),
+               "x5u": counter.url_of("/cert.pem")}),
         &claims,
     );
     world.assert_invalid_token(&by_jku, "unknown_key");
@@ -136,7 +134,7 @@ fn jku_x5u_x5c_and_jwk_headers_are_never_followed() {
     let embedded = mint_header(
         &impostor,
         json!({"alg": "RS256", "typ": "JWT", "kid": "rsa-1", "jwk": impostor.jwk(),
-               "jku": counter.url("/jwks"), "x5u": counter.url("/x5u"),
+               "jku": counter.url_of("/jwks"), "x5u": counter.url_of("/x5u"),
                "x5c": [b64url(&impostor.public_key_der())]}),
         &claims,
     );
@@ -146,7 +144,7 @@ fn jku_x5u_x5c_and_jwk_headers_are_never_followed() {
     let kidless = mint_header(
         &attacker_key,
         json!({"alg": "RS256", "typ": "JWT", "jwk": attacker_key.jwk(),
-               "jku": evil.jwks_url(), "x5u": counter.url("/x5u")}),
+               "jku": evil.jwks_url(), "x5u": counter.url_of("/x5u")}),
         &claims,
     );
     world.assert_invalid_token(&kidless, "bad_signature");

@@ -4,8 +4,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::raw::{End, RawServer, body_of, exchange, read_head, status_of};
+use crate::raw::{End, body_of, exchange, status_of};
 use crate::support::issuer::TestIssuer;
+use crate::support::raw::{RawServer, read_head};
 use crate::{
     AUD, PINGORA_MAX_HEADER_BYTES, PINGORA_MAX_HEADERS, api_and_public, assert_public_ok,
     assert_refusal, call, mib, public_route, with_public_route,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::issuer::{Signer, TestIssuer, TestKey, github_claims, mint_with_header};
-use support::world::World;
+use support::world::{World, WorldBuilder, any_token_route};
 use support::{RawResponse, expect, wait_until};
 
 const AUD: &str = "https://api.faults.example";
@@ -60,18 +60,11 @@ fn public_route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String
     )
 }
 
-/// The keys of an authenticated route for [`AUD`] that admits every verified token.
-fn auth_route(name: &str, prefix: &str, upstream: &str, issuer: &str) -> String {
-    format!(
-        "name = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\n\
-         issuer = \"{issuer}\"\naudience = \"{AUD}\"\n\n[[route.allow]]\n"
-    )
-}
-
-/// A world with the public route `public` (`/public`) to the echo upstream `echo`; add
-/// routes, then start.
-fn with_public_route() -> support::world::WorldBuilder {
+/// A world with the public route `public` (`/public`) to the echo upstream `echo`, and
+/// [`AUD`] for authenticated routes; add routes, then start.
+fn with_public_route() -> WorldBuilder {
     World::builder()
+        .audience(AUD)
         .upstream("echo")
         .route(&public_route("public", "/public", "{upstream}", ""))
 }
@@ -81,7 +74,7 @@ fn with_public_route() -> support::world::WorldBuilder {
 fn api_and_public(issuer: TestIssuer) -> World {
     with_public_route()
         .issuer(issuer)
-        .route(&auth_route("api", "/api", "{upstream}", "{issuer}"))
+        .route(&any_token_route("api", "/api", "{issuer}"))
         .start_listening()
 }
 

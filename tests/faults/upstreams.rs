@@ -3,10 +3,11 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::raw::{End, RawServer, body_of, exchange, hold, read_head, status_of};
+use crate::raw::{End, body_of, exchange, status_of};
 use crate::support::issuer::TestIssuer;
+use crate::support::raw::{RawServer, hold, read_head};
 use crate::support::{free_port, get, wait_until};
-use crate::{assert_public_ok, assert_refusal, auth_route, call, public_route, with_public_route};
+use crate::{assert_public_ok, assert_refusal, call, public_route, with_public_route};
 
 #[test]
 fn upstream_refusing_connections_is_502_on_public_and_authenticated_routes() {
@@ -15,9 +16,18 @@ fn upstream_refusing_connections_is_502_on_public_and_authenticated_routes() {
         // A port that was free a moment ago and that nobody listens on.
         .define("dead", &format!("http://127.0.0.1:{}", free_port()))
         .route(&public_route("dead", "/dead", "{dead}", ""))
-        .route(&auth_route("dead-auth", "/secure", "{dead}", "{issuer}"))
+        .route(
+            r#"
+            name = "dead-auth"
+            path_prefix = "/secure"
+            upstream = "{dead}"
+            issuer = "{issuer}"
+            audience = "{audience}"
+            [[route.allow]]
+            "#,
+        )
         .start();
-    let token = world.issuer().mint_github(crate::AUD);
+    let token = world.token();
     let fds_before = world.open_fds();
     for _ in 0..25 {
         let asked = Instant::now();

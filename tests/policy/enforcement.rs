@@ -2,24 +2,34 @@
 //! restart (SPEC §6), and shadow mode, which lets a would-be-denied request through and
 //! counts it (SPEC §3 step 8, §5).
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::support::issuer::TestKey;
 use crate::support::world::World;
-use crate::support::{RawResponse, expect, wait_until};
+use crate::support::{RawResponse, expect, resend_until};
 use crate::{ACME, AUD, assert_allowed, call, exact_audit_lines, github, route};
 
-/// Sends `token` until it is refused 403 (at most 10 s); whether it was, and the last
-/// response.
-fn call_until_forbidden(world: &World, token: &str) -> (bool, RawResponse) {
-    let mut last = None;
-    let forbidden = wait_until(std::time::Duration::from_secs(10), || {
-        let response = call(world, token);
-        let done = response.status == 403;
-        last = Some(response);
-        done
-    });
-    (forbidden, last.expect("at least one request"))
+/// Sends `token` until it is refused 403 (at most 10 s), and checks that refusal: 403
+/// `revoked` with the `insufficient_scope` challenge.
+#[track_caller]
+fn assert_revoked_soon(world: &World, token: &str, what: &str) {
+    let refused = |response: &RawResponse| response.status == 403;
+    let last = resend_until(Duration::from_secs(10), || call(world, token), refused)
+        .unwrap_or_else(|last| {
+            panic!(
+                "{what}: not revoked within 10 s: {} {}",
+                last.status,
+                last.text()
+            )
+        });
+    expect::refusal(&last, 403, "revoked", "api", what);
+    assert_eq!(
+        last.header("www-authenticate"),
+        Some(r#"Bearer error="insufficient_scope""#),
+        "{what}"
+    );
 }
 
 #[test]
@@ -44,18 +54,7 @@ fn revocation_by_check_run_id_applies_without_restart_and_expired_entries_are_ig
         "[[revoke]]\ncheck_run_id = \"111\"\nreason = \"leaked runner\"\n",
     )
     .expect("write the revocation file");
-    let (revoked, last) = call_until_forbidden(&world, &leaked);
-    assert!(
-        revoked,
-        "not revoked within 10 s: {} {}",
-        last.status,
-        last.text()
-    );
-    expect::refusal(&last, 403, "revoked", "api", "revoked job");
-    assert_eq!(
-        last.header("www-authenticate"),
-        Some(r#"Bearer error="insufficient_scope""#)
-    );
+    assert_revoked_soon(&world, &leaked, "revoked job");
     assert_allowed(&call(&world, &renamed), "another job is untouched");
 
     // An editor's save-by-rename: new content in a temp file, renamed over the list. It
@@ -69,14 +68,7 @@ fn revocation_by_check_run_id_applies_without_restart_and_expired_entries_are_ig
     )
     .expect("write the staged file");
     std::fs::rename(&staged, &revoked_file).expect("rename over the revocation file");
-    let (revoked, last) = call_until_forbidden(&world, &renamed);
-    assert!(
-        revoked,
-        "save-by-rename not seen within 10 s: {} {}",
-        last.status,
-        last.text()
-    );
-    expect::refusal(&last, 403, "revoked", "api", "job 333 after the rename");
+    assert_revoked_soon(&world, &renamed, "job 333 after the save-by-rename");
     assert_allowed(&call(&world, &expired), "entries whose `until` passed");
     assert_allowed(
         &call(&world, &leaked),

@@ -1,15 +1,14 @@
 //! A real OIDC issuer for integration tests: keys generated at test time, discovery and
 //! JWKS served over HTTP on 127.0.0.1, and a token minter.
 //!
-//! The server runs on a tokio runtime in a thread of its own, so plain `#[test]`s can use
-//! it. Switches make it fail (500), hang (longer than jobgate's 5 s fetch timeout) or serve
-//! garbage; counters say how often discovery and the JWKS were fetched. Keys can be added,
-//! removed and rotated while it runs. `mint_with_header` signs any header and claims with
-//! any signer, for attack tests (`alg: none`, HS256 keyed with the public key, …).
-//! Every wait is bounded.
+//! The server runs on a tokio runtime in a thread of its own (`http`), so plain
+//! `#[test]`s can use it. Switches make it fail (500), hang (longer than jobgate's 5 s
+//! fetch timeout) or serve garbage; counters say how often discovery and the JWKS were
+//! fetched. Keys can be added, removed and rotated while it runs. `mint_with_header` signs
+//! any header and claims with any signer, for attack tests (`alg: none`, HS256 keyed with
+//! the public key, …). Every wait is bounded.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,10 +22,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+// benches/ compile this file alone (`#[path]`), so the server it needs comes with it; the
+// echo upstream in `support` uses it from here.
+#[path = "http.rs"]
+pub mod http;
+
+use http::HttpServer;
 
 /// Where discovery points for the key set.
 pub const JWKS_PATH: &str = "/.well-known/jwks";
@@ -338,8 +341,7 @@ pub struct TestIssuer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     counters: Arc<Counters>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: HttpServer,
 }
 
 impl TestIssuer {
@@ -350,11 +352,6 @@ impl TestIssuer {
 
     /// An issuer publishing `keys`; the first one signs by default.
     pub fn start_with_keys(keys: Vec<TestKey>) -> TestIssuer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the test issuer");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("issuer address");
         let state = Arc::new(Mutex::new(State {
             keys,
             discovery: Behaviour::Normal,
@@ -367,19 +364,17 @@ impl TestIssuer {
             discovery: AtomicUsize::new(0),
             jwks: AtomicUsize::new(0),
         });
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let server_state = Arc::clone(&state);
-        let server_counters = Arc::clone(&counters);
-        let thread = std::thread::Builder::new()
-            .name("test-issuer".into())
-            .spawn(move || serve(listener, addr, server_state, server_counters, stop))
-            .expect("spawn the test issuer thread");
+        let (server_state, server_counters) = (Arc::clone(&state), Arc::clone(&counters));
+        let server = HttpServer::start("test-issuer", move |request, addr| {
+            let state = Arc::clone(&server_state);
+            let counters = Arc::clone(&server_counters);
+            async move { answer(request, addr, &state, &counters).await }
+        });
         TestIssuer {
-            addr,
+            addr: server.addr(),
             state,
             counters,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -594,55 +589,6 @@ impl TestIssuer {
         }
         panic!("no token of exactly {length} bytes");
     }
-}
-
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    counters: Arc<Counters>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("test issuer runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let state = Arc::clone(&state);
-                    let counters = Arc::clone(&counters);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            let counters = Arc::clone(&counters);
-                            async move { Ok::<_, Infallible>(answer(request, addr, &state, &counters).await) }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }
-        }
-    });
-    // Hanging handlers are abandoned, not awaited: drop must not wait 10 s.
-    runtime.shutdown_background();
 }
 
 fn response(

@@ -30,9 +30,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::issuer::TestIssuer;
+use super::issuer::{TestIssuer, TestKey};
 use super::{
-    EchoUpstream, Jobgate, RawResponse, free_ports, get, metrics, raw_request, wait_until,
+    EchoUpstream, Jobgate, RawResponse, free_ports, get, metrics, raw_request, resend_until,
+    wait_until,
 };
 
 /// How long a world waits for the gateway by default: generous for a loaded 2-core machine.
@@ -41,6 +42,16 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// The audit file's name in the world's directory, when [`WorldBuilder::audit_file`] asks
 /// for one.
 const AUDIT_FILE: &str = "audit.jsonl";
+
+/// The keys of an authenticated route `name` on `prefix` to the first echo upstream, for
+/// `issuer` (`{issuer}` for the world's own) and the world's audience, whose empty allow
+/// rule admits every verified token: fine for a loopback, non-GitHub issuer.
+pub fn any_token_route(name: &str, prefix: &str, issuer: &str) -> String {
+    format!(
+        "name = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{{upstream}}\"\n\
+         issuer = \"{issuer}\"\naudience = \"{{audience}}\"\n\n[[route.allow]]\n"
+    )
+}
 
 /// What a world will be; [`World::builder`] makes one.
 #[must_use]
@@ -275,6 +286,13 @@ impl World {
         self.issuer().mint_github(self.audience())
     }
 
+    /// A valid GitHub-shaped token for the world's audience, signed by `key` (published or
+    /// not) under its kid.
+    pub fn token_signed_by(&self, key: &TestKey) -> String {
+        let issuer = self.issuer();
+        issuer.mint_with_key(key, issuer.github_claims(self.audience()))
+    }
+
     pub fn audience(&self) -> &str {
         self.audience
             .as_deref()
@@ -359,21 +377,18 @@ impl World {
     /// Waits (at most `limit`) until `/readyz` answers `status`, and returns that answer.
     #[track_caller]
     pub fn wait_readyz(&self, status: u16, limit: Duration) -> RawResponse {
-        let mut last = None;
-        let reached = wait_until(limit, || {
-            let response = self.readyz();
-            let reached = response.status == status;
-            last = Some(response);
-            reached
-        });
-        let last = last.expect("at least one /readyz request");
-        assert!(
-            reached,
-            "/readyz still {} after {limit:?} (waiting for {status}): {}",
-            last.status,
-            last.text()
-        );
-        last
+        resend_until(
+            limit,
+            || self.readyz(),
+            |response| response.status == status,
+        )
+        .unwrap_or_else(|last| {
+            panic!(
+                "/readyz still {} after {limit:?} (waiting for {status}): {}",
+                last.status,
+                last.text()
+            )
+        })
     }
 
     // --- metrics --------------------------------------------------------------------
