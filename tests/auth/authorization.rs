@@ -3,8 +3,8 @@
 
 use crate::support::issuer::TestIssuer;
 use crate::{
-    AUD, Api, api_world, assert_admitted, assert_invalid_request, assert_missing_token,
-    call_with_authorization, ready,
+    AUD, Api, api_world, assert_invalid_request, assert_missing_token, call_with_authorization,
+    ready,
 };
 
 #[test]
@@ -15,7 +15,7 @@ fn token_longer_than_max_token_bytes_is_refused_before_parsing() {
         .start();
     let at_limit = world.issuer().mint_github_of_length(AUD, limit);
     let over = world.issuer().mint_github_of_length(AUD, limit + 1);
-    assert_admitted(&world.call(&at_limit), world.issuer());
+    world.assert_admits(&at_limit);
     assert_eq!(world.upstream().hits(), 1);
     // One byte over: refused even though it is validly signed.
     world.assert_invalid_token(&over, "token_too_large");
@@ -28,7 +28,7 @@ fn token_longer_than_max_token_bytes_is_refused_before_parsing() {
 fn default_max_token_bytes_is_16384() {
     let world = ready();
     let at_limit = world.issuer().mint_github_of_length(AUD, 16_384);
-    assert_admitted(&world.call(&at_limit), world.issuer());
+    world.assert_admits(&at_limit);
     let over = world.issuer().mint_github_of_length(AUD, 16_385);
     world.assert_invalid_token(&over, "token_too_large");
     assert_eq!(world.upstream().hits(), 1);

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::support::issuer::{TestIssuer, TestKey, now};
 use crate::support::world::World;
 use crate::support::{RawResponse, expect, resend_until};
-use crate::{AUD, Api, api_world, assert_admitted, assert_invalid_token, cache_hits};
+use crate::{AUD, Api, api_world, assert_invalid_token, cache_hits, ready_with};
 
 /// Sends `token` to `target` until it is no longer admitted (at most `limit`) and returns
 /// that response.
@@ -23,7 +23,7 @@ fn call_until_refused(world: &World, target: &str, token: &str, limit: Duration)
 #[track_caller]
 fn assert_fresh_token_admitted(world: &World, key: &TestKey) {
     let upstream_hits = world.upstream().hits();
-    assert_admitted(&world.call(&world.token_signed_by(key)), world.issuer());
+    world.assert_admits(&world.token_signed_by(key));
     assert_eq!(world.upstream().hits(), upstream_hits + 1);
 }
 
@@ -32,9 +32,9 @@ fn cached_token_is_refused_once_its_key_leaves_the_jwks() {
     let issuer = TestIssuer::start_with_keys(vec![TestKey::rsa("rsa-1"), TestKey::rsa("rsa-2")]);
     let world = api_world(issuer).issuer_keys("refresh = \"1s\"").start();
     let token = world.token();
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     let hits = cache_hits(&world);
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     world.wait_metric(
         "jobgate_auth_duration_seconds_count",
         &[("cache", "hit")],
@@ -53,12 +53,10 @@ fn cached_token_is_refused_once_its_key_leaves_the_jwks() {
 
 #[test]
 fn cached_token_is_refused_once_its_kid_names_another_key() {
-    let world = api_world(TestIssuer::start())
-        .issuer_keys("refresh = \"1s\"")
-        .start();
+    let world = ready_with("refresh = \"1s\"");
     let token = world.token();
-    assert_admitted(&world.call(&token), world.issuer());
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
+    world.assert_admits(&token);
 
     // The issuer reuses the kid for new key material.
     let replacement = TestKey::rsa("rsa-1");
@@ -91,7 +89,7 @@ fn cache_hit_still_checks_audience_and_time() {
         AUD,
         json!({"iat": minted - 5, "nbf": minted - 5, "exp": exp}),
     );
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     let hits = cache_hits(&world);
 
     // Cached, but not for this audience.

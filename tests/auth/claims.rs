@@ -4,14 +4,16 @@
 use serde_json::{Value, json};
 
 use crate::support::issuer::{Signer, TestIssuer, TestKey, b64url, mint_with_header, now};
-use crate::{AUD, Api, api_world, assert_admitted, assert_invalid_token, mint_header, ready};
+use crate::{
+    AUD, Api, api_world, assert_admitted, assert_invalid_token, mint_header, ready, ready_with,
+};
 
 /// A ready world admits a token whose claims `overrides` (given the time now) changes.
 #[track_caller]
 fn assert_claims_admitted(overrides: impl FnOnce(u64) -> Value) {
     let world = ready();
     let token = world.issuer().mint_github_with(AUD, overrides(now()));
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     assert_eq!(world.upstream().hits(), 1);
 }
 
@@ -111,9 +113,7 @@ fn wrong_audience_is_refused() {
 
 #[test]
 fn token_older_than_max_token_age_is_expired() {
-    let world = api_world(TestIssuer::start())
-        .issuer_keys("max_token_age = \"15m\"")
-        .start();
+    let world = ready_with("max_token_age = \"15m\"");
     let now = now();
     let old = world.issuer().mint_github_with(
         AUD,
@@ -125,7 +125,7 @@ fn token_older_than_max_token_age_is_expired() {
         AUD,
         json!({"iat": now - 10 * 60, "nbf": now - 10 * 60, "exp": now + 300}),
     );
-    assert_admitted(&world.call(&young), world.issuer());
+    world.assert_admits(&young);
 }
 
 #[test]
@@ -231,9 +231,9 @@ fn token_without_kid_uses_the_only_suitable_key() {
     let rsa = world.issuer().key("rsa-1").expect("rsa-1");
     let ec = world.issuer().key("ec-1").expect("ec-1");
     let by_rsa = mint_header(&rsa, json!({"alg": "RS256", "typ": "JWT"}), &claims);
-    assert_admitted(&world.call(&by_rsa), world.issuer());
+    world.assert_admits(&by_rsa);
     let by_ec = mint_header(&ec, json!({"alg": "ES256", "typ": "JWT"}), &claims);
-    assert_admitted(&world.call(&by_ec), world.issuer());
+    world.assert_admits(&by_ec);
     assert_eq!(world.upstream().hits(), 2);
 
     // Several suitable keys and no kid: which one is unknown.

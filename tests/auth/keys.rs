@@ -10,8 +10,8 @@ use crate::support::issuer::{TestIssuer, TestKey};
 use crate::support::raw::RawServer;
 use crate::support::world::World;
 use crate::{
-    AUD, Api, ISSUER, ROUTE, api_world, assert_admitted, assert_invalid_token,
-    assert_keys_unavailable, flip_char, mint_header, ready,
+    AUD, Api, ISSUER, ROUTE, api_world, assert_invalid_token, assert_keys_unavailable, flip_char,
+    mint_header, ready, ready_with,
 };
 
 /// How many keys the gateway holds for the issuer.
@@ -32,22 +32,20 @@ fn wait_for_failed_refreshes(world: &World) {
 #[test]
 fn rotated_key_is_accepted_after_one_refetch_without_restart() {
     // A long refetch interval: the start-up fetch must not have spent the budget.
-    let world = api_world(TestIssuer::start())
-        .issuer_keys("min_refetch_interval = \"10m\"")
-        .start();
+    let world = ready_with("min_refetch_interval = \"10m\"");
     let old = world.token();
-    assert_admitted(&world.call(&old), world.issuer());
+    world.assert_admits(&old);
     let fetches = world.issuer().jwks_fetches();
 
     let new_key = world.issuer().rotate("rsa-2");
     let new = world.token_signed_by(&new_key);
-    assert_admitted(&world.call(&new), world.issuer());
+    world.assert_admits(&new);
     assert_eq!(
         world.issuer().jwks_fetches(),
         fetches + 1,
         "exactly one refetch for the new kid"
     );
-    assert_admitted(&world.call(&new), world.issuer());
+    world.assert_admits(&new);
     assert_eq!(world.issuer().jwks_fetches(), fetches + 1);
 
     // The retired key no longer verifies anything, cached or not; within the interval
@@ -115,7 +113,7 @@ fn two_hundred_unknown_kids_cause_a_single_refetch() {
         |value| value >= 200.0,
     );
     // Genuine tokens are unaffected.
-    assert_admitted(&world.call(&world.token()), world.issuer());
+    world.assert_admits(&world.token());
 }
 
 #[test]
@@ -137,25 +135,23 @@ fn unknown_kid_is_remembered_until_the_next_fetch() {
     world.assert_invalid_token(&other, "unknown_key");
     assert_eq!(world.issuer().jwks_fetches(), fetches + 2);
     assert_eq!(world.upstream().hits(), 0);
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
 }
 
 #[test]
 fn jwks_endpoint_failing_after_start_keeps_valid_tokens_passing() {
-    let world = api_world(TestIssuer::start())
-        .issuer_keys("refresh = \"1s\"")
-        .start();
+    let world = ready_with("refresh = \"1s\"");
     let cached = world.token();
-    assert_admitted(&world.call(&cached), world.issuer());
+    world.assert_admits(&cached);
 
     world.issuer().fail();
     // Several refreshes fail.
     wait_for_failed_refreshes(&world);
 
     // A token seen before and a new one both pass on the old keys.
-    assert_admitted(&world.call(&cached), world.issuer());
+    world.assert_admits(&cached);
     let fresh = world.token();
-    assert_admitted(&world.call(&fresh), world.issuer());
+    world.assert_admits(&fresh);
     assert_eq!(world.readyz().status, 200);
 
     // A kid that cannot be checked because the refetch fails is an outage, not a bad token.
@@ -173,7 +169,7 @@ fn jwks_endpoint_failing_after_start_keeps_valid_tokens_passing() {
     let other = TestKey::rsa("rsa-other");
     let unknown = world.token_signed_by(&other);
     assert_keys_unavailable(&world.call(&unknown));
-    assert_admitted(&world.call(&fresh), world.issuer());
+    world.assert_admits(&fresh);
     assert_eq!(world.upstream().hits(), 4);
 }
 
@@ -182,18 +178,16 @@ fn jwks_url_skips_discovery() {
     let issuer = TestIssuer::start();
     let jwks_url = format!("jwks_url = \"{}\"", issuer.jwks_url());
     let world = api_world(issuer).issuer_keys(&jwks_url).start();
-    assert_admitted(&world.call(&world.token()), world.issuer());
+    world.assert_admits(&world.token());
     assert_eq!(world.issuer().discovery_fetches(), 0);
     assert!(world.issuer().jwks_fetches() >= 1);
 }
 
 #[test]
 fn keys_past_max_stale_are_dropped_and_the_issuer_fails_closed() {
-    let world = api_world(TestIssuer::start())
-        .issuer_keys("refresh = \"1s\"\nmax_stale = \"3s\"")
-        .start();
+    let world = ready_with("refresh = \"1s\"\nmax_stale = \"3s\"");
     let cached = world.token();
-    assert_admitted(&world.call(&cached), world.issuer());
+    world.assert_admits(&cached);
 
     world.issuer().fail();
     // Keys not dropped within 20 s fail here.
@@ -207,7 +201,7 @@ fn keys_past_max_stale_are_dropped_and_the_issuer_fails_closed() {
 
     world.issuer().heal();
     world.wait_ready();
-    assert_admitted(&world.call(&cached), world.issuer());
+    world.assert_admits(&cached);
     assert_eq!(world.upstream().hits(), 2);
 }
 
@@ -266,7 +260,7 @@ fn started_while_the_issuer_is_down(issuer: TestIssuer, issuer_extra: &str) {
     world.issuer().heal();
     // The key store retries with a backoff that starts at 1 s and doubles.
     world.wait_readyz(200, Duration::from_secs(30));
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     assert_eq!(world.pid(), pid);
     assert_eq!(world.upstream().hits(), 1);
     assert_eq!(jwks_keys(&world), Some(1.0));

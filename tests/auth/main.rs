@@ -45,10 +45,19 @@ fn ready() -> World {
     api_world(TestIssuer::start()).start()
 }
 
+/// [`ready`] with more lines in the `[[issuer]]` table.
+fn ready_with(issuer_keys: &str) -> World {
+    api_world(TestIssuer::start())
+        .issuer_keys(issuer_keys)
+        .start()
+}
+
 /// How the tests here talk to their world.
 trait Api {
     /// `GET /v1/things` with `Authorization: Bearer token`.
     fn call(&self, token: &str) -> RawResponse;
+    /// Sends `token` and checks that it is admitted (see [`assert_admitted`]).
+    fn assert_admits(&self, token: &str);
     /// Sends `token` and checks the 401 `invalid_token` refusal for `reason`.
     fn assert_invalid_token(&self, token: &str, reason: &str);
 }
@@ -56,6 +65,11 @@ trait Api {
 impl Api for World {
     fn call(&self, token: &str) -> RawResponse {
         self.get("/v1/things").bearer(token).send()
+    }
+
+    #[track_caller]
+    fn assert_admits(&self, token: &str) {
+        assert_admitted(&self.call(token), self.issuer());
     }
 
     #[track_caller]

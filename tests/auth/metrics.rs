@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::support::issuer::now;
 use crate::{
-    AUD, Api, ISSUER, assert_admitted, assert_invalid_request, assert_missing_token, cache_hits,
+    AUD, Api, ISSUER, assert_invalid_request, assert_missing_token, cache_hits,
     call_with_authorization, ready,
 };
 
@@ -74,10 +74,10 @@ fn metrics_count_refusals_keys_and_cache_hits() {
 
     // The same token three times: one miss, then hits.
     let token = world.token();
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
     let hits = cache_hits(&world);
-    assert_admitted(&world.call(&token), world.issuer());
-    assert_admitted(&world.call(&token), world.issuer());
+    world.assert_admits(&token);
+    world.assert_admits(&token);
     assert_eq!(
         world.wait_metric(
             "jobgate_auth_duration_seconds_count",
