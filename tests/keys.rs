@@ -1,9 +1,9 @@
 //! The key stores in process, against the real test issuer over HTTP (SPEC §2 `refresh`,
-//! §3 steps 6–7): what `tests/auth.rs` cannot see from outside the binary — whether a
+//! §3 steps 6–7): what `tests/auth/` cannot see from outside the binary — whether a
 //! request was a cache hit, how long an unknown-kid request waits for a hung issuer, how a
 //! garbage JWKS is treated, and the schedule of refreshes (`Cache-Control: max-age`, a
 //! dropped store stops fetching). Rotation, outages, `max_stale` and the refetch budget
-//! end to end are in `tests/auth.rs`.
+//! end to end are in `tests/auth/keys.rs`.
 
 mod support;
 
@@ -38,12 +38,11 @@ fn config(issuer: &TestIssuer, min_refetch: Duration) -> Arc<IssuerConfig> {
 
 /// Waits (at most 20 s) until `check` holds.
 #[track_caller]
-fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within 20 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        support::wait_until(Duration::from_secs(20), check),
+        "{what}: not within 20 s"
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -79,7 +78,7 @@ fn first_fetch_serves_rsa_and_ec_keys_and_a_second_use_is_a_cache_hit() {
     let issuer = TestIssuer::start();
     let p256 = issuer.add_p256_key("ec-1");
     let auth = Authenticator::new(&[config(&issuer, Duration::from_secs(1))], 1000);
-    wait_until("keys", || auth.has_keys(0));
+    wait_for("keys", || auth.has_keys(0));
     assert_eq!(issuer.discovery_fetches(), 1);
     assert_eq!(issuer.jwks_fetches(), 1);
     let rt = runtime();
@@ -102,7 +101,7 @@ fn first_fetch_serves_rsa_and_ec_keys_and_a_second_use_is_a_cache_hit() {
 fn failed_garbage_or_hung_refetch_is_keys_unavailable_while_old_keys_serve() {
     let issuer = TestIssuer::start();
     let auth = Authenticator::new(&[config(&issuer, Duration::from_secs(1))], 1000);
-    wait_until("keys", || auth.has_keys(0));
+    wait_for("keys", || auth.has_keys(0));
     let rt = runtime();
     let known = issuer.mint_github(AUD);
     assert!(authenticate(&rt, &auth, &known).is_ok());

@@ -8,35 +8,31 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use support::{EchoUpstream, Jobgate, free_port, get};
+use support::world::{World, WorldBuilder};
+use support::{get, wait_until};
 
+/// The keys of a public route (no token needed).
 fn public_route(name: &str, prefix: &str, upstream: &str) -> String {
     format!(
-        "[[route]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\nauth = false\n\n"
+        "name = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\nauth = false\n"
     )
 }
 
-fn server_section(port: u16, admin: u16) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\ngrace_period = \"5s\"\n\n"
-    )
+/// Two worker threads, so that a reload meets requests on both, and a drain long enough for
+/// any of them.
+fn reloadable() -> WorldBuilder {
+    World::builder().server("threads = 2\ngrace_period = \"5s\"")
 }
 
 #[test]
 fn sighup_with_a_valid_config_changes_routing_without_failing_a_request() {
-    let old = EchoUpstream::start("old");
-    let new = EchoUpstream::start("new");
-    let (port, admin) = (free_port(), free_port());
-    let gateway = Jobgate::start_raw(
-        &format!(
-            "{}{}",
-            server_section(port, admin),
-            public_route("api", "/", &old.url())
-        ),
-        port,
-        admin,
-    );
-    let addr = gateway.addr;
+    let world = reloadable()
+        .upstream("old")
+        .upstream("new")
+        .route(&public_route("api", "/", "{upstream:old}"))
+        .start();
+    let (old, new) = (world.upstream_named("old"), world.upstream_named("new"));
+    let addr = world.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let served_new = Arc::new(AtomicUsize::new(0));
     let load = {
@@ -58,16 +54,8 @@ fn sighup_with_a_valid_config_changes_routing_without_failing_a_request() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(
-        &gateway.config_path,
-        format!(
-            "{}{}",
-            server_section(port, admin),
-            public_route("api", "/", &new.url())
-        ),
-    )
-    .expect("rewrite config");
-    gateway.signal("HUP");
+    world.edit_config(|config| config.replace(&old.url(), &new.url()));
+    world.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
     while served_new.load(Ordering::SeqCst) < 50 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -88,34 +76,25 @@ fn sighup_with_a_valid_config_changes_routing_without_failing_a_request() {
     );
     assert!(old.hits() > 0);
     assert_eq!(
-        gateway.metric(r#"jobgate_config_reloads_total{result="ok"}"#),
+        world.metric("jobgate_config_reloads_total", &[("result", "ok")]),
         Some(1.0)
     );
 }
 
 #[test]
 fn sighup_with_an_invalid_config_keeps_the_old_one_and_counts_the_error() {
-    let upstream = EchoUpstream::start("kept");
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        "{}{}",
-        server_section(port, admin),
-        public_route("api", "/", &upstream.url())
-    );
-    let gateway = Jobgate::start_raw(&config, port, admin);
-    let sha_before = metrics_page(&gateway);
-    std::fs::write(
-        &gateway.config_path,
-        format!("{config}\n[[route]]\nname = \"broken\"\nupstrem = 1\n"),
-    )
-    .expect("rewrite config");
-    gateway.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.metric(r#"jobgate_config_reloads_total{result="error"}"#) != Some(1.0) {
-        assert!(Instant::now() < deadline, "reload error not counted");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let response = get(gateway.addr, "/still");
+    let world = reloadable()
+        .upstream("kept")
+        .route(&public_route("api", "/", "{upstream}"))
+        .start();
+    let sha_before = world.metrics_page();
+    world.edit_config(|config| format!("{config}\n[[route]]\nname = \"broken\"\nupstrem = 1\n"));
+    world.signal("HUP");
+    let counted = wait_until(Duration::from_secs(10), || {
+        world.metric("jobgate_config_reloads_total", &[("result", "error")]) == Some(1.0)
+    });
+    assert!(counted, "reload error not counted");
+    let response = world.get("/still").send();
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["upstream"], "kept");
     let info = |page: &str| {
@@ -124,14 +103,10 @@ fn sighup_with_an_invalid_config_keeps_the_old_one_and_counts_the_error() {
             .map(str::to_owned)
     };
     assert_eq!(
-        info(&metrics_page(&gateway)),
+        info(&world.metrics_page()),
         info(&sha_before),
         "live config changed"
     );
-}
-
-fn metrics_page(gateway: &Jobgate) -> String {
-    String::from_utf8_lossy(&get(gateway.admin, "/metrics").body).into_owned()
 }
 
 /// A CA and a certificate for `localhost`/127.0.0.1 signed by it, written as PEM files.
@@ -170,15 +145,18 @@ fn test_pki() -> TestPki {
     }
 }
 
-fn start_tls_gateway(pki: &TestPki, upstream: &str) -> Jobgate {
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}",
-        pki.cert_path.display(),
-        pki.key_path.display(),
-        public_route("api", "/", upstream)
-    );
-    Jobgate::start_raw(&config, port, admin)
+/// A world whose listener terminates TLS with the PKI's certificate, and whose public
+/// route `api` on `/` goes to an echo upstream named `upstream`.
+fn tls_world(pki: &TestPki, upstream: &str) -> World {
+    World::builder()
+        .server(&format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"",
+            pki.cert_path.display(),
+            pki.key_path.display()
+        ))
+        .upstream(upstream)
+        .route(&public_route("api", "/", "{upstream}"))
+        .start()
 }
 
 fn tls_client(pki: &TestPki, http1_only: bool) -> reqwest::Client {
@@ -206,9 +184,8 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn tls_listener_serves_http1_and_http2() {
     let pki = test_pki();
-    let upstream = EchoUpstream::start("behind-tls");
-    let gateway = start_tls_gateway(&pki, &upstream.url());
-    let url = format!("https://localhost:{}/hello", gateway.addr.port());
+    let world = tls_world(&pki, "behind-tls");
+    let url = format!("https://localhost:{}/hello", world.addr().port());
     runtime().block_on(async {
         let http1 = tls_client(&pki, true)
             .get(&url)
@@ -234,28 +211,33 @@ fn tls_listener_serves_http1_and_http2() {
 #[test]
 fn https_upstream_is_verified_against_the_route_ca() {
     let pki = test_pki();
-    let origin = EchoUpstream::start("origin");
-    // A TLS-terminating jobgate plays the https upstream.
-    let tls_upstream = start_tls_gateway(&pki, &origin.url());
-    let upstream_url = format!("https://localhost:{}", tls_upstream.addr.port());
-    let trusted = format!(
-        "[[route]]\nname = \"trusted\"\npath_prefix = \"/trusted\"\nupstream = \"{upstream_url}\"\nupstream_ca = \"{}\"\nauth = false\n\n",
-        pki.ca_path.display()
-    );
-    let untrusted = public_route("untrusted", "/untrusted", &upstream_url);
-    let gateway = Jobgate::start(&format!("{trusted}{untrusted}"));
+    // A TLS-terminating jobgate in front of the echo upstream `origin` plays the https
+    // upstream.
+    let tls_upstream = tls_world(&pki, "origin");
+    let world = World::builder()
+        .define(
+            "tls_upstream",
+            &format!("https://localhost:{}", tls_upstream.addr().port()),
+        )
+        .define("ca", &pki.ca_path.display().to_string())
+        .route(
+            r#"
+            name = "trusted"
+            path_prefix = "/trusted"
+            upstream = "{tls_upstream}"
+            upstream_ca = "{ca}"
+            auth = false
+            "#,
+        )
+        .route(&public_route("untrusted", "/untrusted", "{tls_upstream}"))
+        .start();
     // The trusted route first, so that a pooled connection exists when the untrusted
     // route asks: it must not be reused across trust settings.
     for _ in 0..2 {
-        let response = get(gateway.addr, "/trusted/x");
-        assert_eq!(
-            response.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&response.body)
-        );
+        let response = world.get("/trusted/x").send();
+        assert_eq!(response.status, 200, "{}", response.text());
         assert_eq!(response.json()["upstream"], "origin");
-        let refused = get(gateway.addr, "/untrusted/x");
+        let refused = world.get("/untrusted/x").send();
         assert_eq!(refused.status, 502, "an unknown CA must not be trusted");
         assert_eq!(refused.json()["reason"], "upstream_unreachable");
     }
@@ -263,20 +245,16 @@ fn https_upstream_is_verified_against_the_route_ca() {
 
 #[test]
 fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
-    let upstream = EchoUpstream::start("slow");
-    let mut gateway = Jobgate::start(&public_route("api", "/", &upstream.url()));
-    let addr = gateway.addr;
+    let mut world = World::builder()
+        .upstream("slow")
+        .route(&public_route("api", "/", "{upstream}"))
+        .start();
+    let addr = world.addr();
     let in_flight = std::thread::spawn(move || get(addr, "/slow/request"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.hits() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the upstream"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    gateway.signal("TERM");
+    let reached = wait_until(Duration::from_secs(5), || world.upstream().hits() > 0);
+    assert!(reached, "request never reached the upstream");
+    world.signal("TERM");
     let response = in_flight.join().expect("request thread");
     assert_eq!(response.status, 200, "the in-flight request was cut off");
-    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(world.wait_exit(Duration::from_secs(10)), Some(0));
 }

@@ -5,21 +5,29 @@ mod support;
 
 use std::time::Duration;
 
-use support::{EchoUpstream, Jobgate, free_port, get, raw_request};
+use support::free_port;
+use support::world::World;
 
+/// The keys of a public route `name` (no token needed) to `upstream`, a TOML value: one
+/// quoted URL or a list of them.
 fn public_route(name: &str, extra: &str, upstream: &str) -> String {
-    format!("[[route]]\nname = \"{name}\"\n{extra}\nupstream = {upstream}\nauth = false\n\n")
+    format!("name = \"{name}\"\n{extra}\nupstream = {upstream}\nauth = false\n")
+}
+
+/// The public route `api` on `/` to the echo upstream `a`.
+fn public_api() -> World {
+    World::builder()
+        .upstream("a")
+        .route(&public_route("api", "", "\"{upstream}\""))
+        .start()
 }
 
 #[test]
 fn public_route_forwards_the_request_unchanged_but_for_identity_and_forwarding_headers() {
-    let upstream = EchoUpstream::start("a");
-    let gateway = Jobgate::start(&public_route("api", "", &format!("\"{}\"", upstream.url())));
-    let response = raw_request(
-        gateway.addr,
-        "POST",
-        "/v1/items?x=1&y=two",
-        &[
+    let world = public_api();
+    let response = world
+        .post("/v1/items?x=1&y=two")
+        .headers(&[
             ("Host", "api.internal.example"),
             ("X-Custom", "kept"),
             ("Authorization", "Bearer passes-through-on-public-routes"),
@@ -28,15 +36,10 @@ fn public_route_forwards_the_request_unchanged_but_for_identity_and_forwarding_h
             ("X-Jobgate-Route", "spoof"),
             ("x_jobgate_subject", "spoof"),
             ("Content-Type", "text/plain"),
-        ],
-        b"hello body",
-    );
-    assert_eq!(
-        response.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&response.body)
-    );
+        ])
+        .body(b"hello body")
+        .send();
+    assert_eq!(response.status, 200, "{:?}", response.text());
     let echo = response.json();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["uri"], "/v1/items?x=1&y=two");
@@ -73,23 +76,21 @@ fn public_route_forwards_the_request_unchanged_but_for_identity_and_forwarding_h
 
 #[test]
 fn dot_segments_are_resolved_before_routing_and_encoded_slashes_refused() {
-    let public = EchoUpstream::start("public");
-    let admin = EchoUpstream::start("admin");
-    let config = format!(
-        "{}{}",
-        public_route(
+    let world = World::builder()
+        .upstream("public")
+        .upstream("admin")
+        .route(&public_route(
             "public",
             "path_prefix = \"/public\"",
-            &format!("\"{}\"", public.url())
-        ),
-        public_route(
+            "\"{upstream:public}\"",
+        ))
+        .route(&public_route(
             "admin",
             "path_prefix = \"/admin\"",
-            &format!("\"{}\"", admin.url())
-        ),
-    );
-    let gateway = Jobgate::start(&config);
-    let response = get(gateway.addr, "/public/../admin/x");
+            "\"{upstream:admin}\"",
+        ))
+        .start();
+    let response = world.get("/public/../admin/x").send();
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["upstream"], "admin");
     assert_eq!(response.json()["uri"], "/admin/x");
@@ -99,7 +100,7 @@ fn dot_segments_are_resolved_before_routing_and_encoded_slashes_refused() {
         "/public/a%5Cb",
         "/public/%00",
     ] {
-        let refused = get(gateway.addr, path);
+        let refused = world.get(path).send();
         assert_eq!(refused.status, 400, "{path}");
         assert_eq!(refused.json()["reason"], "bad_path");
     }
@@ -107,48 +108,57 @@ fn dot_segments_are_resolved_before_routing_and_encoded_slashes_refused() {
 
 #[test]
 fn no_route_is_a_json_404() {
-    let upstream = EchoUpstream::start("a");
-    let gateway = Jobgate::start(&public_route(
-        "api",
-        "path_prefix = \"/v1\"",
-        &format!("\"{}\"", upstream.url()),
-    ));
-    let response = get(gateway.addr, "/v2/anything");
+    let world = World::builder()
+        .upstream("a")
+        .route(&public_route(
+            "api",
+            "path_prefix = \"/v1\"",
+            "\"{upstream}\"",
+        ))
+        .start();
+    let response = world.get("/v2/anything").send();
     assert_eq!(response.status, 404);
     let body = response.json();
     assert_eq!(body["reason"], "no_route");
     assert!(body["route"].is_null());
-    assert_eq!(upstream.hits(), 0);
+    assert_eq!(world.upstream().hits(), 0);
     assert_eq!(
-        gateway.metric(r#"jobgate_requests_total{outcome="no_route",route="none"}"#),
+        world.metric(
+            "jobgate_requests_total",
+            &[("outcome", "no_route"), ("route", "none")]
+        ),
         Some(1.0)
     );
 }
 
 #[test]
 fn longest_prefix_host_and_wildcard_decide_the_route() {
-    let names = ["root", "v1", "deploy", "exact-host", "wildcard"];
-    let upstreams: Vec<EchoUpstream> = names.iter().map(|n| EchoUpstream::start(n)).collect();
-    let url = |i: usize| format!("\"{}\"", upstreams[i].url());
-    let config = [
-        public_route("root", "path_prefix = \"/\"", &url(0)),
-        public_route("v1", "path_prefix = \"/v1\"", &url(1)),
-        public_route("deploy", "path_prefix = \"/v1/deploy\"", &url(2)),
-        public_route(
+    // Each route to an upstream of its own name.
+    let routes = [
+        ("root", "path_prefix = \"/\""),
+        ("v1", "path_prefix = \"/v1\""),
+        ("deploy", "path_prefix = \"/v1/deploy\""),
+        (
             "exact-host",
             "host = \"api.example.test\"\npath_prefix = \"/v1\"",
-            &url(3),
         ),
-        public_route(
+        (
             "wildcard",
             "host = \"*.example.test\"\npath_prefix = \"/v1\"",
-            &url(4),
         ),
-    ]
-    .concat();
-    let gateway = Jobgate::start(&config);
+    ];
+    let world = routes
+        .iter()
+        .fold(World::builder(), |builder, (name, keys)| {
+            builder.upstream(name).route(&public_route(
+                name,
+                keys,
+                &format!("\"{{upstream:{name}}}\""),
+            ))
+        })
+        .start();
     let served_by = |host: &str, path: &str| {
-        let response = raw_request(gateway.addr, "GET", path, &[("Host", host)], b"");
+        let response = world.get(path).header("Host", host).send();
         assert_eq!(response.status, 200, "{host}{path}");
         response.json()["upstream"]
             .as_str()
@@ -165,34 +175,34 @@ fn longest_prefix_host_and_wildcard_decide_the_route() {
 
 #[test]
 fn method_filter_applies() {
-    let posts = EchoUpstream::start("posts");
-    let config = public_route(
-        "deploy",
-        "path_prefix = \"/deploy\"\nmethods = [\"POST\"]",
-        &format!("\"{}\"", posts.url()),
-    );
-    let gateway = Jobgate::start(&config);
-    assert_eq!(
-        raw_request(gateway.addr, "POST", "/deploy", &[], b"x").status,
-        200
-    );
-    assert_eq!(get(gateway.addr, "/deploy").status, 404);
-    assert_eq!(posts.hits(), 1);
+    let world = World::builder()
+        .upstream("posts")
+        .route(&public_route(
+            "deploy",
+            "path_prefix = \"/deploy\"\nmethods = [\"POST\"]",
+            "\"{upstream}\"",
+        ))
+        .start();
+    assert_eq!(world.post("/deploy").body(b"x").send().status, 200);
+    assert_eq!(world.get("/deploy").send().status, 404);
+    assert_eq!(world.upstream().hits(), 1);
 }
 
 #[test]
 fn round_robin_over_two_upstreams_and_a_dead_one_is_skipped() {
-    let a = EchoUpstream::start("a");
-    let b = EchoUpstream::start("b");
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let config = public_route(
-        "api",
-        "",
-        &format!("[\"{}\", \"{}\", \"{dead}\"]", a.url(), b.url()),
-    );
-    let gateway = Jobgate::start(&config);
+    let world = World::builder()
+        .upstream("a")
+        .upstream("b")
+        .define("dead", &format!("http://127.0.0.1:{}", free_port()))
+        .route(&public_route(
+            "api",
+            "",
+            "[\"{upstream:a}\", \"{upstream:b}\", \"{dead}\"]",
+        ))
+        .start();
+    let (a, b) = (world.upstream_named("a"), world.upstream_named("b"));
     for _ in 0..12 {
-        let response = get(gateway.addr, "/");
+        let response = world.get("/").send();
         assert_eq!(
             response.status, 200,
             "a dead peer must be retried on the next one"
@@ -209,73 +219,85 @@ fn round_robin_over_two_upstreams_and_a_dead_one_is_skipped() {
 
 #[test]
 fn all_upstreams_down_is_a_json_502() {
-    let dead_a = format!("http://127.0.0.1:{}", free_port());
-    let dead_b = format!("http://127.0.0.1:{}", free_port());
-    let gateway = Jobgate::start(&public_route(
-        "api",
-        "",
-        &format!("[\"{dead_a}\", \"{dead_b}\"]"),
-    ));
-    let response = get(gateway.addr, "/x");
+    let world = World::builder()
+        .define("dead_a", &format!("http://127.0.0.1:{}", free_port()))
+        .define("dead_b", &format!("http://127.0.0.1:{}", free_port()))
+        .route(&public_route("api", "", "[\"{dead_a}\", \"{dead_b}\"]"))
+        .start();
+    let response = world.get("/x").send();
     assert_eq!(response.status, 502);
     assert_eq!(response.json()["reason"], "upstream_unreachable");
     assert_eq!(response.json()["route"], "api");
     assert_eq!(
-        gateway.metric(r#"jobgate_requests_total{outcome="upstream_error",route="api"}"#),
+        world.metric(
+            "jobgate_requests_total",
+            &[("outcome", "upstream_error"), ("route", "api")]
+        ),
         Some(1.0)
     );
 }
 
 #[test]
 fn an_authenticated_route_never_reaches_the_upstream_unverified() {
-    let upstream = EchoUpstream::start("secret");
-    let config = format!(
-        "[[issuer]]\nname = \"test\"\nurl = \"http://127.0.0.1:{}\"\n\n[[route]]\nname = \"secret\"\nupstream = \"{}\"\naudience = \"jobgate-test\"\n[[route.allow]]\n",
-        free_port(),
-        upstream.url()
-    );
-    let gateway = Jobgate::start(&config);
+    // The issuer is a port nobody listens on: the gateway never has keys.
+    let world = World::builder()
+        .upstream("secret")
+        .define("nobody", &format!("http://127.0.0.1:{}", free_port()))
+        .config("[[issuer]]\nname = \"test\"\nurl = \"{nobody}\"\n")
+        .route(
+            r#"
+            name = "secret"
+            upstream = "{upstream}"
+            audience = "jobgate-test"
+            [[route.allow]]
+            "#,
+        )
+        .start_listening();
     for headers in [
         vec![],
         vec![("Authorization", "Bearer not.a.token")],
         vec![("Authorization", "Basic dXNlcjpwYXNz")],
     ] {
-        let response = raw_request(gateway.addr, "GET", "/", &headers, b"");
+        let response = world.get("/").headers(&headers).send();
         assert!(
             [400, 401, 403, 503].contains(&response.status),
             "status {}",
             response.status
         );
     }
-    assert_eq!(upstream.hits(), 0);
+    assert_eq!(world.upstream().hits(), 0);
 }
 
 #[test]
 fn admin_endpoints_answer_and_count_requests_by_route_and_outcome() {
-    let upstream = EchoUpstream::start("a");
-    let gateway = Jobgate::start(&public_route("api", "", &format!("\"{}\"", upstream.url())));
-    assert_eq!(get(gateway.admin, "/healthz").status, 200);
-    assert_eq!(get(gateway.admin, "/readyz").status, 200);
+    let world = public_api();
+    assert_eq!(world.admin_get("/healthz").status, 200);
+    assert_eq!(world.readyz().status, 200);
     for _ in 0..3 {
-        assert_eq!(get(gateway.addr, "/hello").status, 200);
+        assert_eq!(world.get("/hello").send().status, 200);
     }
     assert_eq!(
-        gateway.metric(r#"jobgate_requests_total{outcome="public",route="api"}"#),
+        world.metric(
+            "jobgate_requests_total",
+            &[("outcome", "public"), ("route", "api")]
+        ),
         Some(3.0)
     );
     assert_eq!(
-        gateway.metric(r#"jobgate_upstream_responses_total{class="2xx",route="api"}"#),
+        world.metric(
+            "jobgate_upstream_responses_total",
+            &[("class", "2xx"), ("route", "api")]
+        ),
         Some(3.0)
     );
-    let page = String::from_utf8_lossy(&get(gateway.admin, "/metrics").body).into_owned();
+    let page = world.metrics_page();
     assert!(page.contains("jobgate_build_info{version=\""));
     assert!(page.contains("jobgate_request_duration_seconds_bucket{route=\"api\""));
 }
 
 #[test]
 fn sigterm_exits_zero() {
-    let upstream = EchoUpstream::start("a");
-    let mut gateway = Jobgate::start(&public_route("api", "", &format!("\"{}\"", upstream.url())));
-    gateway.signal("TERM");
-    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
+    let mut world = public_api();
+    world.signal("TERM");
+    assert_eq!(world.wait_exit(Duration::from_secs(10)), Some(0));
 }

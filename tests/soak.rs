@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::issuer::{TestIssuer, TestKey};
-use support::{EchoUpstream, Jobgate, free_port};
+use support::world::World;
 
 const AUDIENCE: &str = "soak";
 const KINDS: [&str; 4] = ["valid", "invalid", "denied", "public"];
@@ -45,30 +45,10 @@ fn mint_tokens(issuer: &TestIssuer, key: &TestKey) -> Tokens {
     }
 }
 
-fn config(issuer: &TestIssuer, port: u16, admin: u16, upstream: &str, generation: u64) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\n\n\
-         [audit]\noutput = \"audit.log\"\n\n\
-         {}refresh = \"5s\"\n\n\
-         [[route]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"{upstream}\"\naudience = \"{AUDIENCE}\"\n\
-         [[route.allow]]\nrepository_owner = \"acme\"\n\n\
-         [[route]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"{upstream}\"\nauth = false\n\n\
-         [[route]]\nname = \"generation-{generation}\"\npath_prefix = \"/generation/{generation}\"\nupstream = \"{upstream}\"\nauth = false\n",
-        issuer.config_toml("soak")
-    )
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
+/// The name and prefix of a public route that each config reload renames, so that every
+/// reload changes the routing table.
+fn generation_keys(generation: u64) -> String {
+    format!("name = \"generation-{generation}\"\npath_prefix = \"/generation/{generation}\"\n")
 }
 
 #[test]
@@ -82,27 +62,36 @@ fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    let issuer = TestIssuer::start();
-    let upstream = EchoUpstream::start("soak");
-    let (port, admin) = (free_port(), free_port());
     let mut generation = 0;
-    let gateway = Jobgate::start_raw(
-        &config(&issuer, port, admin, &upstream.url(), generation),
-        port,
-        admin,
-    );
-    let pid = gateway.child.id();
-    let tokens = Arc::new(RwLock::new(mint_tokens(&issuer, &issuer.signing_key())));
-
-    let base = format!("http://{}", gateway.addr);
-    let ready_deadline = Instant::now() + Duration::from_secs(30);
-    while support::get(gateway.admin, "/readyz").status != 200 {
-        assert!(
-            Instant::now() < ready_deadline,
-            "gateway never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let world = World::builder()
+        .issuer(TestIssuer::start())
+        .issuer_name("soak")
+        .issuer_keys("refresh = \"5s\"")
+        .audience(AUDIENCE)
+        .upstream("soak")
+        .server("threads = 2")
+        .audit_file()
+        .route(
+            r#"
+            name = "api"
+            path_prefix = "/api"
+            upstream = "{upstream}"
+            audience = "{audience}"
+            [[route.allow]]
+            repository_owner = "acme"
+            "#,
+        )
+        .route("name = \"public\"\npath_prefix = \"/public\"\nupstream = \"{upstream}\"\nauth = false\n")
+        .route(&format!(
+            "{}upstream = \"{{upstream}}\"\nauth = false\n",
+            generation_keys(generation)
+        ))
+        .start_listening();
+    // Never ready within 30 s fails here.
+    world.wait_readyz(200, Duration::from_secs(30));
+    let issuer = world.issuer();
+    let tokens = Arc::new(RwLock::new(mint_tokens(issuer, &issuer.signing_key())));
+    let base = format!("http://{}", world.addr());
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
@@ -160,7 +149,7 @@ fn soak() {
         })
         .collect();
 
-    let mut rss = vec![(0u64, rss_kib(pid))];
+    let mut rss = vec![(0u64, world.rss_kib())];
     let (mut rotations, mut reloads) = (0, 0);
     let mut next_sample = started + Duration::from_secs(10);
     let mut next_rotation = started + Duration::from_secs(60);
@@ -172,7 +161,7 @@ fn soak() {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
         if now >= next_sample {
-            rss.push((started.elapsed().as_secs(), rss_kib(pid)));
+            rss.push((started.elapsed().as_secs(), world.rss_kib()));
             next_sample += Duration::from_secs(10);
         }
         if now >= next_rotation && publish.is_none() {
@@ -184,7 +173,7 @@ fn soak() {
             next_rotation += Duration::from_secs(60);
         }
         if let Some((key, _)) = publish.take_if(|(_, at)| now >= *at) {
-            *tokens.write().expect("tokens lock") = mint_tokens(&issuer, &key);
+            *tokens.write().expect("tokens lock") = mint_tokens(issuer, &key);
             // Workers may hold a token of the old key for one more request: retire it later.
             let old_kid = std::mem::replace(&mut signing_kid, key.kid().to_string());
             retire = Some((old_kid, now + Duration::from_secs(10)));
@@ -194,12 +183,12 @@ fn soak() {
         }
         if now >= next_reload {
             generation += 1;
-            std::fs::write(
-                &gateway.config_path,
-                config(&issuer, port, admin, &upstream.url(), generation),
-            )
-            .expect("rewrite config");
-            gateway.signal("HUP");
+            world.edit_config(|config| {
+                let previous = generation_keys(generation - 1);
+                assert!(config.contains(&previous), "no {previous:?} in:\n{config}");
+                config.replace(&previous, &generation_keys(generation))
+            });
+            world.signal("HUP");
             reloads += 1;
             next_reload += Duration::from_secs(45);
         }
@@ -208,7 +197,7 @@ fn soak() {
     for worker in traffic {
         worker.join().expect("traffic worker");
     }
-    rss.push((started.elapsed().as_secs(), rss_kib(pid)));
+    rss.push((started.elapsed().as_secs(), world.rss_kib()));
 
     let total: u64 = sent.iter().map(|n| n.load(Ordering::Relaxed)).sum();
     println!(

@@ -1,15 +1,14 @@
 //! A real OIDC issuer for integration tests: keys generated at test time, discovery and
 //! JWKS served over HTTP on 127.0.0.1, and a token minter.
 //!
-//! The server runs on a tokio runtime in a thread of its own, so plain `#[test]`s can use
-//! it. Switches make it fail (500), hang (longer than jobgate's 5 s fetch timeout) or serve
-//! garbage; counters say how often discovery and the JWKS were fetched. Keys can be added,
-//! removed and rotated while it runs. `mint_with_header` signs any header and claims with
-//! any signer, for attack tests (`alg: none`, HS256 keyed with the public key, …).
-//! Every wait is bounded.
+//! The server runs on a tokio runtime in a thread of its own (`http`), so plain
+//! `#[test]`s can use it. Switches make it fail (500), hang (longer than jobgate's 5 s
+//! fetch timeout) or serve garbage; counters say how often discovery and the JWKS were
+//! fetched. Keys can be added, removed and rotated while it runs. `mint_with_header` signs
+//! any header and claims with any signer, for attack tests (`alg: none`, HS256 keyed with
+//! the public key, …). Every wait is bounded.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,10 +22,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+// benches/ compile this file alone (`#[path]`), so the server it needs comes with it; the
+// echo upstream in `support` uses it from here.
+#[path = "http.rs"]
+pub mod http;
+
+use http::HttpServer;
 
 /// Where discovery points for the key set.
 pub const JWKS_PATH: &str = "/.well-known/jwks";
@@ -338,8 +341,7 @@ pub struct TestIssuer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     counters: Arc<Counters>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: HttpServer,
 }
 
 impl TestIssuer {
@@ -350,11 +352,6 @@ impl TestIssuer {
 
     /// An issuer publishing `keys`; the first one signs by default.
     pub fn start_with_keys(keys: Vec<TestKey>) -> TestIssuer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the test issuer");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("issuer address");
         let state = Arc::new(Mutex::new(State {
             keys,
             discovery: Behaviour::Normal,
@@ -367,19 +364,17 @@ impl TestIssuer {
             discovery: AtomicUsize::new(0),
             jwks: AtomicUsize::new(0),
         });
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let server_state = Arc::clone(&state);
-        let server_counters = Arc::clone(&counters);
-        let thread = std::thread::Builder::new()
-            .name("test-issuer".into())
-            .spawn(move || serve(listener, addr, server_state, server_counters, stop))
-            .expect("spawn the test issuer thread");
+        let (server_state, server_counters) = (Arc::clone(&state), Arc::clone(&counters));
+        let server = HttpServer::start("test-issuer", move |request, addr| {
+            let state = Arc::clone(&server_state);
+            let counters = Arc::clone(&server_counters);
+            async move { answer(request, addr, &state, &counters).await }
+        });
         TestIssuer {
-            addr,
+            addr: server.addr(),
             state,
             counters,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -400,10 +395,17 @@ impl TestIssuer {
         format!("{}{JWKS_PATH}", self.url())
     }
 
-    /// An `[[issuer]]` table for jobgate's config, with short intervals for tests.
-    pub fn config_toml(&self, name: &str) -> String {
+    /// An `[[issuer]]` table named `name` for jobgate's config, then `extra` lines (last, so
+    /// that they may open an `[issuer.headers]` sub-table). `min_refetch_interval` is 1 s,
+    /// short for tests, unless `extra` sets it.
+    pub fn issuer_table(&self, name: &str, extra: &str) -> String {
+        let min_refetch = if extra.contains("min_refetch_interval") {
+            ""
+        } else {
+            "min_refetch_interval = \"1s\"\n"
+        };
         format!(
-            "[[issuer]]\nname = \"{name}\"\nurl = \"{}\"\nalgorithms = [\"RS256\", \"ES256\"]\nmin_refetch_interval = \"1s\"\n",
+            "[[issuer]]\nname = \"{name}\"\nurl = \"{}\"\nalgorithms = [\"RS256\", \"ES256\"]\n{min_refetch}{extra}\n",
             self.url()
         )
     }
@@ -559,55 +561,34 @@ impl TestIssuer {
     pub fn mint_github_with(&self, audience: &str, overrides: Value) -> String {
         self.mint(self.github_claims_with(audience, overrides))
     }
-}
 
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+    /// A valid GitHub-shaped token for `audience` of exactly `length` bytes (RSA-2048 signing
+    /// key), padded with a `pad` claim and, for lengths base64 cannot reach with the claim
+    /// alone, a header member.
+    pub fn mint_github_of_length(&self, audience: &str, length: usize) -> String {
+        let key = self.signing_key();
+        let base = self.github_claims_with(audience, json!({"pad": ""}));
+        let base_len = base.to_string().len();
+        let b64_len = |bytes: usize| (bytes * 4).div_ceil(3);
+        for header_pad in 0..4 {
+            let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid(), "x": "y".repeat(header_pad)});
+            // Two dots, and an RSA-2048 signature is 342 base64url characters.
+            let fixed = b64_len(header.to_string().len()) + 2 + 342;
+            let Some(room) = length.checked_sub(fixed) else {
+                continue;
+            };
+            // The pad is ASCII, so each character is one more byte of JSON.
+            let Some(pad) = (0..=room).find(|pad| b64_len(base_len + pad) == room) else {
+                continue;
+            };
+            let mut claims = base.clone();
+            claims["pad"] = json!("p".repeat(pad));
+            let token = mint_with_header(&header, &claims, Signer::Key(&key));
+            assert_eq!(token.len(), length);
+            return token;
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        panic!("no token of exactly {length} bytes");
     }
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    counters: Arc<Counters>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("test issuer runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let state = Arc::clone(&state);
-                    let counters = Arc::clone(&counters);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            let counters = Arc::clone(&counters);
-                            async move { Ok::<_, Infallible>(answer(request, addr, &state, &counters).await) }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }
-        }
-    });
-    // Hanging handlers are abandoned, not awaited: drop must not wait 10 s.
-    runtime.shutdown_background();
 }
 
 fn response(

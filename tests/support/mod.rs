@@ -1,9 +1,14 @@
 //! Real parts for integration tests: an echo upstream over HTTP on 127.0.0.1, the real
 //! `jobgate` binary started on free loopback ports, and a raw HTTP/1.1 client that sends
 //! exactly the bytes a test asks for (no path normalisation, duplicate headers allowed).
+//! [`world::World`] puts them together with a test issuer; most tests start there.
 #![allow(dead_code)]
 
+pub mod expect;
 pub mod issuer;
+pub mod metrics;
+pub mod raw;
+pub mod world;
 
 /// Calls `done` every 50 ms until it holds; false once `limit` has passed without it.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -25,14 +30,30 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use issuer::http::HttpServer;
+
+/// Sends with `send` every 50 ms until `done` holds for the answer, at most `limit`: the
+/// answer for which it held, or the last one.
+pub fn resend_until(
+    limit: Duration,
+    mut send: impl FnMut() -> RawResponse,
+    done: impl Fn(&RawResponse) -> bool,
+) -> Result<RawResponse, RawResponse> {
+    let mut last = None;
+    let held = wait_until(limit, || {
+        let response = send();
+        let held = done(&response);
+        last = Some(response);
+        held
+    });
+    let last = last.expect("wait_until asks at least once");
+    if held { Ok(last) } else { Err(last) }
+}
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -42,59 +63,38 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// An HTTP upstream that answers every request with a JSON echo of it.
+/// `N` distinct ports that were free a moment ago on 127.0.0.1: bound all at once, then
+/// released. (Two calls of [`free_port`] may return the same port.)
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] = std::array::from_fn(|_| {
+        TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port")
+    });
+    listeners.map(|listener| listener.local_addr().expect("local address").port())
+}
+
+/// An HTTP upstream that answers every request with a JSON echo of it, and `x-upstream:
+/// name`; a path under `/slow` is answered after 1.5 s.
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: HttpServer,
 }
 
 impl EchoUpstream {
     pub fn start(name: &str) -> EchoUpstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-        let upstream_name = name.to_string();
-        let counter = Arc::clone(&hits);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut stop => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let name = upstream_name.clone();
-                            let counter = Arc::clone(&counter);
-                            tokio::spawn(async move {
-                                let service = service_fn(move |request| {
-                                    let name = name.clone();
-                                    let counter = Arc::clone(&counter);
-                                    async move { echo(request, &name, &counter).await }
-                                });
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
+        let (upstream_name, counter) = (name.to_string(), Arc::clone(&hits));
+        let server = HttpServer::start("echo-upstream", move |request, _| {
+            let name = upstream_name.clone();
+            let counter = Arc::clone(&counter);
+            async move { echo(request, &name, &counter).await }
         });
         EchoUpstream {
-            addr,
+            addr: server.addr(),
             name: name.to_string(),
             hits,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -107,22 +107,11 @@ impl EchoUpstream {
     }
 }
 
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 async fn echo(
     request: hyper::Request<hyper::body::Incoming>,
     name: &str,
     hits: &AtomicUsize,
-) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+) -> hyper::Response<Full<Bytes>> {
     hits.fetch_add(1, Ordering::SeqCst);
     if request.uri().path().starts_with("/slow") {
         // A slow upstream, for drain and timeout tests.
@@ -150,67 +139,12 @@ async fn echo(
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    let response = hyper::Response::builder()
+    hyper::Response::builder()
         .status(200)
         .header("content-type", "application/json")
         .header("x-upstream", name)
         .body(Full::new(Bytes::from(echo.to_string())))
-        .expect("valid response");
-    Ok(response)
-}
-
-/// Counts TCP connections to a loopback port that nobody should ever call.
-pub struct ConnectionCounter {
-    pub addr: SocketAddr,
-    count: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ConnectionCounter {
-    pub fn start() -> ConnectionCounter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the counter");
-        listener.set_nonblocking(true).expect("nonblocking counter");
-        let addr = listener.local_addr().expect("counter address");
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_count, thread_stop) = (Arc::clone(&count), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            // Bounded even if the test forgets to drop it.
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !thread_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok(_) => {
-                        thread_count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        ConnectionCounter {
-            addr,
-            count,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn connections(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ConnectionCounter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+        .expect("valid response")
 }
 
 /// A response as the raw client read it.
@@ -223,6 +157,11 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The body as text (lossy), for messages and "does not contain" checks.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -337,7 +276,8 @@ pub fn get(addr: SocketAddr, target: &str) -> RawResponse {
     raw_request(addr, "GET", target, &[], b"")
 }
 
-/// The real `jobgate serve` on free loopback ports, stopped (SIGTERM, then kill) on drop.
+/// The real `jobgate serve` on loopback ports, stopped (kill) on drop. Tests reach it
+/// through [`world::World`], which writes its config.
 pub struct Jobgate {
     pub child: Child,
     pub addr: SocketAddr,
@@ -347,19 +287,9 @@ pub struct Jobgate {
 }
 
 impl Jobgate {
-    /// Starts jobgate with `config_body` appended to a `[server]` section that listens on
-    /// free ports. Waits (at most 20 s) until the proxy port answers.
-    pub fn start(config_body: &str) -> Jobgate {
-        let port = free_port();
-        let admin_port = free_port();
-        let server = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 1\ngrace_period = \"2s\"\n\n"
-        );
-        Jobgate::start_raw(&format!("{server}{config_body}"), port, admin_port)
-    }
-
-    /// Starts jobgate with a complete config text whose ports the caller chose.
-    pub fn start_raw(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
+    /// Starts jobgate with a complete config text whose ports the caller chose, and waits
+    /// (at most 20 s) until both ports accept connections.
+    pub fn start(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("jobgate.toml");
         std::fs::write(&config_path, config_text).expect("write config");
@@ -372,20 +302,27 @@ impl Jobgate {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn jobgate");
-        let jobgate = Jobgate {
+        let mut jobgate = Jobgate {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             dir,
             config_path,
         };
-        jobgate.wait_until_listening();
+        jobgate.wait_until_listening(config_text);
         jobgate
     }
 
-    fn wait_until_listening(&self) {
+    /// A process that exits at once (a config error, a port taken meanwhile) fails here with
+    /// its status and config rather than after the whole 20 s.
+    fn wait_until_listening(&mut self, config_text: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "jobgate exited ({status}) before listening; its log is above. Config:\n{config_text}"
+                );
+            }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
                 && TcpStream::connect_timeout(&self.admin, Duration::from_millis(200)).is_ok()
             {
@@ -397,15 +334,6 @@ impl Jobgate {
             "jobgate did not start listening on {} within 20 s",
             self.addr
         );
-    }
-
-    /// The value of one sample line of `/metrics`, e.g.
-    /// `jobgate_requests_total{outcome="public",route="api"}`.
-    pub fn metric(&self, sample: &str) -> Option<f64> {
-        let page = get(self.admin, "/metrics");
-        String::from_utf8_lossy(&page.body)
-            .lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
     }
 
     /// Sends a signal to the process.
