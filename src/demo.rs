@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::IntoRawFd as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -29,8 +30,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use pingora::services::ServiceWithDependents;
+use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use serde_json::{Map, Value, json};
 
 use crate::config::{self, Config};
@@ -125,14 +127,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .map_or_else(|| source.path().to_path_buf(), |file| file.path.clone());
 
     let banner = instructions(ports, &source.label(), issuer.kid(), live_reload);
-    let issuer_name = config
-        .issuers
-        .iter()
-        .find(|candidate| candidate.url == issuer.url())
-        .map(|candidate| candidate.name.clone())
-        .unwrap_or_default();
-    let services = demo_services(ports, issuer);
-    std::thread::spawn(move || announce_when_ready(ports, &issuer_name, &banner));
+    let services = match demo_services(ports, issuer) {
+        Ok(services) => services,
+        Err(message) => {
+            eprintln!("jobgate demo: {message}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    std::thread::spawn(move || announce_when_ready(ports, &banner));
 
     let result = crate::server::serve_with(config, &reload_path, live_reload, services);
     drop(reload_copy);
@@ -861,15 +863,80 @@ fn json_response<T: serde::Serialize>(
 }
 
 /// The issuer and the echo upstream as Pingora services, one thread each: they run in the
-/// gateway's server, so the gateway's signal handling stops them too.
-fn demo_services(ports: DemoPorts, issuer: DemoIssuer) -> Vec<Box<dyn ServiceWithDependents>> {
+/// gateway's server, so the gateway's signal handling stops them too. Their sockets listen
+/// from here on, before the gateway's key store makes its first fetch.
+fn demo_services(
+    ports: DemoPorts,
+    issuer: DemoIssuer,
+) -> Result<Vec<Box<dyn ServiceWithDependents>>, String> {
     let mut issuer_service = Service::new("jobgate demo issuer".to_string(), IssuerApp { issuer });
-    issuer_service.add_tcp(&DemoPorts::address(ports.issuer).to_string());
     issuer_service.threads = Some(1);
     let mut echo_service = Service::new("jobgate demo upstream".to_string(), EchoApp);
-    echo_service.add_tcp(&DemoPorts::address(ports.upstream).to_string());
     echo_service.threads = Some(1);
-    vec![Box::new(issuer_service), Box::new(echo_service)]
+    Ok(vec![
+        PreBound::bind(ports.issuer, issuer_service)?,
+        PreBound::bind(ports.upstream, echo_service)?,
+    ])
+}
+
+/// A listening service whose socket is bound before the server runs. The gateway's key
+/// store starts fetching before the server does; a connection to a bound socket waits in
+/// the listen backlog and is answered once the service runs, where an unbound port would
+/// refuse it. Pingora's listener takes a socket it finds in the server's fd table under its
+/// address (as after a graceful upgrade) instead of binding a new one.
+struct PreBound {
+    address: String,
+    listener: Option<TcpListener>,
+    service: Box<dyn ServiceWithDependents>,
+}
+
+impl PreBound {
+    fn bind<A>(port: u16, mut service: Service<A>) -> Result<Box<dyn ServiceWithDependents>, String>
+    where
+        Service<A>: ServiceWithDependents + 'static,
+    {
+        let address = DemoPorts::address(port).to_string();
+        // Tokio, which Pingora hands the socket to, needs it non-blocking.
+        let listener = TcpListener::bind(&address)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        service.add_tcp(&address);
+        Ok(Box::new(PreBound {
+            address,
+            listener: Some(listener),
+            service: Box::new(service),
+        }))
+    }
+}
+
+#[async_trait]
+impl ServiceWithDependents for PreBound {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        if let (Some(fds), Some(listener)) = (&fds, self.listener.take()) {
+            fds.lock().add(self.address.clone(), listener.into_raw_fd());
+        }
+        self.service
+            .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
+            .await;
+    }
+
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.service.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.service.listen_addresses()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1064,7 +1131,7 @@ fn instructions(ports: DemoPorts, config_label: &str, kid: &str, live_reload: bo
 
 /// Prints the instructions once the issuer answers and the gateway has its keys, so the
 /// first pasted line already works; prints them anyway after [`READY_TIMEOUT`], saying so.
-fn announce_when_ready(ports: DemoPorts, issuer_name: &str, banner: &str) {
+fn announce_when_ready(ports: DemoPorts, banner: &str) {
     let issuer = DemoPorts::address(ports.issuer);
     let admin = DemoPorts::address(ports.admin);
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -1079,20 +1146,6 @@ fn announce_when_ready(ports: DemoPorts, issuer_name: &str, banner: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut stdout = std::io::stdout().lock();
-    // The gateway's key store starts before the server binds the issuer's port, so its
-    // first fetch usually fails and is retried a second later. Say so, rather than leave
-    // a warning in the log unexplained.
-    let failed_fetches = crate::metrics::metrics()
-        .jwks_refresh_total
-        .with_label_values(&[issuer_name, "error"])
-        .get();
-    if ready && failed_fetches > 0 {
-        let _ = writeln!(
-            stdout,
-            "(The \"JWKS refresh failed … Connection refused\" warning in the log is expected: the gateway\n\
-             asked for the issuer's keys a moment before the issuer was listening, and retried.)\n"
-        );
-    }
     if !ready {
         let _ = writeln!(
             stdout,
