@@ -1,5 +1,6 @@
 //! The `jobgate` command line (SPEC §1).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,8 +26,17 @@ const EXIT_RUNTIME: u8 = 1;
     about = "Authentication gateway for GitHub Actions OIDC tokens"
 )]
 struct Cli {
+    /// The log format on stderr: `text`, or `json` (one object per line) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -53,13 +63,17 @@ enum Command {
     },
 }
 
-fn init_logging() {
+/// Colour codes are for a person at a terminal: in a file or a pipe they are noise.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.with_ansi(false).json().init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -81,7 +95,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Demo(args) => {
-            init_logging();
+            init_logging(cli.log_format);
             jobgate::cli::demo::run(args)
         }
         Command::Explain(args) => jobgate::cli::explain::run(args),
@@ -96,7 +110,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, watch } => {
-            init_logging();
+            init_logging(cli.log_format);
             let loaded = match jobgate::config::load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {

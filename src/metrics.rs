@@ -237,13 +237,17 @@ impl UpstreamClass {
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     requests: [IntCounter; Outcome::ALL.len()],
-    auth_failures: [IntCounter; Reason::ALL.len()],
+    /// `None` where the series could never count (SPEC §5): every reason on a public route
+    /// or on `none`, and the reasons that are not auth failures. Such a series is never
+    /// created, so `/metrics` does not list it at zero.
+    auth_failures: [Option<IntCounter>; Reason::ALL.len()],
     upstream: [IntCounter; UpstreamClass::ALL.len()],
     pub duration: Histogram,
 }
 
 impl RouteMetrics {
-    pub fn new(route: &str) -> RouteMetrics {
+    /// `authenticated`: whether the route has an `auth` section (false for `none`).
+    pub fn new(route: &str, authenticated: bool) -> RouteMetrics {
         let m = metrics();
         RouteMetrics {
             requests: Outcome::ALL.map(|outcome| {
@@ -251,8 +255,10 @@ impl RouteMetrics {
                     .with_label_values(&[route, outcome.as_str()])
             }),
             auth_failures: Reason::ALL.map(|reason| {
-                m.auth_failures_total
-                    .with_label_values(&[route, reason.as_str()])
+                (authenticated && reason.is_auth_failure()).then(|| {
+                    m.auth_failures_total
+                        .with_label_values(&[route, reason.as_str()])
+                })
             }),
             upstream: UpstreamClass::ALL.map(|class| {
                 m.upstream_responses_total
@@ -267,7 +273,9 @@ impl RouteMetrics {
     }
 
     pub fn auth_failure(&self, reason: Reason) {
-        self.auth_failures[reason as usize].inc();
+        if let Some(counter) = &self.auth_failures[reason as usize] {
+            counter.inc();
+        }
     }
 
     pub fn upstream_response(&self, class: UpstreamClass) {
@@ -294,7 +302,7 @@ mod tests {
 
     #[test]
     fn route_children_show_in_the_exposition() {
-        let route = RouteMetrics::new("metrics-test-route");
+        let route = RouteMetrics::new("metrics-test-route", true);
         route.request(Outcome::Public);
         route.auth_failure(Reason::Expired);
         let text = metrics().render();
@@ -304,5 +312,39 @@ mod tests {
             )
         );
         assert!(text.contains("jobgate_build_info"));
+    }
+
+    /// SPEC §5: a series starts at zero only where it can ever count.
+    #[test]
+    fn auth_failure_series_exist_only_where_they_can_count() {
+        let _authenticated = RouteMetrics::new("metrics-auth-route", true);
+        let _public = RouteMetrics::new("metrics-public-route", false);
+        let text = metrics().render();
+        let series = |route: &str, reason: Reason| {
+            format!(
+                r#"jobgate_auth_failures_total{{reason="{}",route="{route}"}} 0"#,
+                reason.as_str()
+            )
+        };
+        for reason in Reason::ALL {
+            assert_eq!(
+                text.contains(&series("metrics-auth-route", reason)),
+                reason.is_auth_failure(),
+                "{reason}"
+            );
+            assert!(
+                !text.contains(&series("metrics-public-route", reason)),
+                "{reason}"
+            );
+        }
+        for reason in [
+            Reason::NoRoute,
+            Reason::BadPath,
+            Reason::UpstreamUnreachable,
+        ] {
+            assert!(!reason.is_auth_failure(), "{reason}");
+        }
+        // Counting a reason that has no series is a no-op, never a panic.
+        RouteMetrics::new("metrics-public-route", false).auth_failure(Reason::Expired);
     }
 }

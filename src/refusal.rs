@@ -159,9 +159,10 @@ impl Reason {
     }
 
     /// Whether the refusal counts in `jobgate_auth_failures_total` (on an authenticated
-    /// route): every 400/401/403/503, never a 502 or 404.
+    /// route): every 400/401/403/429/503, never a 502 or 404, and never `bad_path`, which
+    /// is decided before routing and so never happens on a route.
     pub fn is_auth_failure(self) -> bool {
-        matches!(self.status(), 400 | 401 | 403 | 503)
+        self != Reason::BadPath && matches!(self.status(), 400 | 401 | 403 | 429 | 503)
     }
 
     /// The `WWW-Authenticate` value (RFC 6750 §3), if the refusal carries one.
@@ -273,6 +274,8 @@ mod tests {
             }
         }
         assert!(!Reason::UpstreamUnreachable.is_auth_failure());
+        assert!(!Reason::NoRoute.is_auth_failure());
+        assert!(!Reason::BadPath.is_auth_failure());
         assert!(Reason::KeysUnavailable.is_auth_failure());
     }
 

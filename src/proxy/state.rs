@@ -80,7 +80,7 @@ impl GatewayState {
                 })?;
                 Ok(RouteRuntime {
                     upstreams,
-                    metrics: RouteMetrics::new(&route.name),
+                    metrics: RouteMetrics::new(&route.name, route.auth.is_some()),
                     upstream_ca,
                     pool_group,
                     route_header,
@@ -100,7 +100,7 @@ impl GatewayState {
         Ok(GatewayState {
             table: RouteTable::new(&config.routes),
             routes,
-            unrouted: RouteMetrics::new("none"),
+            unrouted: RouteMetrics::new("none", false),
             spoof_filter: SpoofFilter::new(config.issuers.iter().map(|issuer| issuer.as_ref())),
             authenticator,
             revocations,

@@ -206,7 +206,7 @@ pub(super) fn instructions(
 
 /// Prints the instructions once the issuer answers and the gateway has its keys, so the
 /// first pasted line already works; prints them anyway after [`READY_TIMEOUT`], saying so.
-pub(super) fn announce_when_ready(ports: DemoPorts, issuer_name: &str, banner: &str) {
+pub(super) fn announce_when_ready(ports: DemoPorts, banner: &str) {
     let issuer = DemoPorts::address(ports.issuer);
     let admin = DemoPorts::address(ports.admin);
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -221,20 +221,6 @@ pub(super) fn announce_when_ready(ports: DemoPorts, issuer_name: &str, banner: &
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut stdout = std::io::stdout().lock();
-    // The gateway's key store starts before the server binds the issuer's port, so its
-    // first fetch usually fails and is retried a second later. Say so, rather than leave
-    // a warning in the log unexplained.
-    let failed_fetches = crate::metrics::metrics()
-        .jwks_refresh_total
-        .with_label_values(&[issuer_name, "error"])
-        .get();
-    if ready && failed_fetches > 0 {
-        let _ = writeln!(
-            stdout,
-            "(The \"JWKS refresh failed … Connection refused\" warning in the log is expected: the gateway\n\
-             asked for the issuer's keys a moment before the issuer was listening, and retried.)\n"
-        );
-    }
     if !ready {
         let _ = writeln!(
             stdout,

@@ -25,14 +25,19 @@ pub mod respond;
 #[cfg(test)]
 mod tests;
 
+use std::net::TcpListener;
+use std::os::fd::IntoRawFd as _;
 use std::process::ExitCode;
+
+use async_trait::async_trait;
 
 use echo::EchoApp;
 use guide::{announce_when_ready, instructions};
 use issuer::{DemoIssuer, IssuerApp};
 use layout::{DEFAULT_PORTS, DemoPorts, EffectiveConfigFile, load_config};
-use pingora::services::ServiceWithDependents;
+use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 /// Exit status for bad usage or a bad config (SPEC §1).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -109,14 +114,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .map_or_else(|| source.path().to_path_buf(), |file| file.path.clone());
 
     let banner = instructions(ports, &source.label(), issuer.kid(), live_reload);
-    let issuer_name = config
-        .issuers
-        .iter()
-        .find(|candidate| candidate.url == issuer.url())
-        .map(|candidate| candidate.name.clone())
-        .unwrap_or_default();
-    let services = demo_services(ports, issuer);
-    std::thread::spawn(move || announce_when_ready(ports, &issuer_name, &banner));
+    let services = match demo_services(ports, issuer) {
+        Ok(services) => services,
+        Err(message) => {
+            eprintln!("jobgate demo: {message}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    std::thread::spawn(move || announce_when_ready(ports, &banner));
 
     let result = crate::ops::server::serve_with(config, &reload_path, live_reload, services);
     drop(reload_copy);
@@ -130,13 +135,78 @@ pub fn run(args: DemoArgs) -> ExitCode {
 }
 
 /// The issuer and the echo upstream as Pingora services, one thread each: they run in the
-/// gateway's server, so the gateway's signal handling stops them too.
-fn demo_services(ports: DemoPorts, issuer: DemoIssuer) -> Vec<Box<dyn ServiceWithDependents>> {
+/// gateway's server, so the gateway's signal handling stops them too. Their sockets listen
+/// from here on, before the gateway's key store makes its first fetch.
+fn demo_services(
+    ports: DemoPorts,
+    issuer: DemoIssuer,
+) -> Result<Vec<Box<dyn ServiceWithDependents>>, String> {
     let mut issuer_service = Service::new("jobgate demo issuer".to_string(), IssuerApp { issuer });
-    issuer_service.add_tcp(&DemoPorts::address(ports.issuer).to_string());
     issuer_service.threads = Some(1);
     let mut echo_service = Service::new("jobgate demo upstream".to_string(), EchoApp);
-    echo_service.add_tcp(&DemoPorts::address(ports.upstream).to_string());
     echo_service.threads = Some(1);
-    vec![Box::new(issuer_service), Box::new(echo_service)]
+    Ok(vec![
+        PreBound::bind(ports.issuer, issuer_service)?,
+        PreBound::bind(ports.upstream, echo_service)?,
+    ])
+}
+
+/// A listening service whose socket is bound before the server runs. The gateway's key
+/// store starts fetching before the server does; a connection to a bound socket waits in
+/// the listen backlog and is answered once the service runs, where an unbound port would
+/// refuse it. Pingora's listener takes a socket it finds in the server's fd table under its
+/// address (as after a graceful upgrade) instead of binding a new one.
+struct PreBound {
+    address: String,
+    listener: Option<TcpListener>,
+    service: Box<dyn ServiceWithDependents>,
+}
+
+impl PreBound {
+    fn bind<A>(port: u16, mut service: Service<A>) -> Result<Box<dyn ServiceWithDependents>, String>
+    where
+        Service<A>: ServiceWithDependents + 'static,
+    {
+        let address = DemoPorts::address(port).to_string();
+        // Tokio, which Pingora hands the socket to, needs it non-blocking.
+        let listener = TcpListener::bind(&address)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        service.add_tcp(&address);
+        Ok(Box::new(PreBound {
+            address,
+            listener: Some(listener),
+            service: Box::new(service),
+        }))
+    }
+}
+
+#[async_trait]
+impl ServiceWithDependents for PreBound {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        if let (Some(fds), Some(listener)) = (&fds, self.listener.take()) {
+            fds.lock().add(self.address.clone(), listener.into_raw_fd());
+        }
+        self.service
+            .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
+            .await;
+    }
+
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.service.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.service.listen_addresses()
+    }
 }
