@@ -82,6 +82,7 @@ impl Demo {
                 &ports[3].to_string(),
             ])
             .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -512,4 +513,58 @@ fn demo_config_passes_check_without_warnings() {
         stdout.contains("3 route(s), 1 issuer(s), 0 warning(s)"),
         "{stdout}"
     );
+}
+
+/// Issue #11, defect 3: the demo starts its issuer before the gateway's first JWKS fetch,
+/// so that fetch succeeds: no "JWKS refresh failed … Connection refused" warning in the log
+/// before the instructions, and no apology for one.
+#[test]
+fn the_first_jwks_fetch_succeeds_and_nothing_needs_an_apology() {
+    let demo = Demo::start(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let text = demo.banner().join("\n");
+    // The instructions are printed only once the gateway has the issuer's keys, so any
+    // failed first fetch is logged by now.
+    let log = demo
+        .stderr
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert!(log.contains("jobgate serving"), "{log}");
+    for unwanted in ["JWKS refresh failed", "Connection refused"] {
+        assert!(!log.contains(unwanted), "{unwanted:?} in the log:\n{log}");
+    }
+    for apology in [
+        "is expected",
+        "Connection refused",
+        "JWKS refresh failed",
+        "retried",
+    ] {
+        assert!(
+            !text.contains(apology),
+            "{apology:?} in the instructions:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("does not have the issuer's keys"),
+        "the gateway was not ready:\n{text}"
+    );
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], demo.ports[1]));
+    let metrics = raw_get_body(admin, "/metrics");
+    assert!(
+        metrics.contains(r#"jobgate_jwks_refresh_total{issuer="demo",result="error"} 0"#),
+        "a failed JWKS fetch:\n{metrics}"
+    );
+}
+
+/// The body of `GET target` on a loopback listener (HTTP/1.0, so the server closes).
+fn raw_get_body(addr: std::net::SocketAddr, target: &str) -> String {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(stream, "GET {target} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
 }

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// Bound of the verified-token cache; default 100 000.
     pub token_cache_entries: usize,
+    /// Peers whose `X-Forwarded-For` names the client (SPEC §8); empty by default.
+    pub trusted_proxies: super::TrustedProxies,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,6 +88,8 @@ pub struct ServerSection {
     pub grace_period: Option<Spanned<String>>,
     /// Bound of the verified-token cache (issue [auth]); default 100 000.
     pub token_cache_entries: Option<Spanned<i64>>,
+    /// CIDRs or addresses whose `X-Forwarded-For` is believed (SPEC §8).
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@
 //! - `compiled` and `rules`: the validated types the gateway runs on, route rules included
 //!   (they are data here; `policy` evaluates them against a token's claims);
 //! - `duration`: the one duration syntax of SPEC §2;
+//! - `trusted_proxies`: the proxies whose `X-Forwarded-For` names the client;
 //! - `load`: read a file and run the above, once per load.
 //!
 //! May import: nothing else in the crate. Every other module may import from here.
@@ -17,8 +18,10 @@ pub mod duration;
 pub mod file;
 pub mod load;
 pub mod rules;
+pub mod trusted_proxies;
 pub mod validate;
 
 pub use compiled::*;
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use load::{load, parse};
+pub use trusted_proxies::TrustedProxies;

@@ -106,7 +106,16 @@ pub(super) fn audit_record(
         method: request.method.clone(),
         path: request.uri.path().to_owned(),
         client_ip: match session.client_addr() {
-            Some(PingoraSocketAddr::Inet(addr)) => Some(addr.ip()),
+            Some(PingoraSocketAddr::Inet(addr)) => Some(
+                ctx.state.config.server.trusted_proxies.client_ip(
+                    addr.ip(),
+                    request
+                        .headers
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .map(|value| value.as_bytes()),
+                ),
+            ),
             _ => None,
         },
         identity: std::mem::replace(&mut ctx.identity, AuditIdentity::None),

@@ -199,3 +199,36 @@ fn the_audit_file_has_one_json_line_per_request_with_the_spec_fields() {
         assert!(!text.contains(signature), "a token signature was logged");
     }
 }
+
+/// SPEC §8: `client_ip` is the TCP peer unless that peer is a trusted proxy; then it is the
+/// rightmost `X-Forwarded-For` entry that is not itself trusted. A spoofed header from an
+/// untrusted peer changes nothing.
+#[test]
+fn client_ip_believes_x_forwarded_for_only_from_trusted_proxies() {
+    let client_ip_of = |server: &str| {
+        let world = github()
+            .server(server)
+            .audit_file()
+            .route(&route("api", "path_prefix = \"/v1\"", ACME))
+            .start();
+        let token = world.issuer().mint_github_with(AUD, json!({}));
+        let response = world
+            .get("/v1/items")
+            .bearer(&token)
+            .header("X-Forwarded-For", "203.0.113.9, 198.51.100.7")
+            .header("X-Forwarded-For", "10.1.2.3")
+            .send();
+        assert_allowed(&response, "allowed");
+        let lines = exact_audit_lines(&world, 1);
+        lines[0]["client_ip"].clone()
+    };
+    assert_eq!(client_ip_of(""), "127.0.0.1");
+    assert_eq!(
+        client_ip_of("trusted_proxies = [\"192.0.2.1\"]"),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        client_ip_of("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]"),
+        "198.51.100.7"
+    );
+}

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diagnostics::{Diagnostics, config_path, duration, warn_if_missing};
 use crate::config::file::{AuditSection, RevocationSection, ServerSection};
-use crate::config::{AuditOutput, ServerConfig, TlsFiles};
+use crate::config::{AuditOutput, ServerConfig, TlsFiles, TrustedProxies};
 
 pub(super) fn compile_server(
     section: &ServerSection,
@@ -41,7 +41,23 @@ pub(super) fn compile_server(
             section.token_cache_entries.as_ref(),
         )
         .unwrap_or(100_000),
+        trusted_proxies: compile_trusted_proxies(section, d),
     }
+}
+
+/// Each entry a CIDR or one address; every bad entry is reported at its own place.
+fn compile_trusted_proxies(section: &ServerSection, d: &mut Diagnostics) -> TrustedProxies {
+    let Some(entries) = &section.trusted_proxies else {
+        return TrustedProxies::default();
+    };
+    let mut good = Vec::new();
+    for entry in entries.get_ref() {
+        match TrustedProxies::parse([entry.get_ref().as_str()]) {
+            Ok(_) => good.push(entry.get_ref().as_str()),
+            Err(message) => d.error(&entry.span(), format!("`trusted_proxies`: {message}")),
+        }
+    }
+    TrustedProxies::parse(good).unwrap_or_default()
 }
 
 fn socket_addr(d: &mut Diagnostics, key: &str, value: &Spanned<String>) -> Option<SocketAddr> {

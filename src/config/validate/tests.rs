@@ -188,6 +188,28 @@ fn bad_duration_is_refused() {
 }
 
 #[test]
+fn trusted_proxies_must_be_addresses_or_cidrs() {
+    let good = format!(
+        "{BASE}\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"
+    );
+    let proxies = config(&good).server.trusted_proxies;
+    assert!(proxies.contains("10.200.1.1".parse().expect("address")));
+    assert!(proxies.contains("192.0.2.7".parse().expect("address")));
+    assert!(!proxies.contains("192.0.2.8".parse().expect("address")));
+    assert!(config(BASE).server.trusted_proxies.is_empty());
+    let bad = format!(
+        "{BASE}\n[server]\ntrusted_proxies = [\n  \"10.0.0.0/8\",\n  \"lb.internal\",\n]\n"
+    );
+    assert_error(
+        &bad,
+        17,
+        "`trusted_proxies`: `lb.internal` is not an IP address or a CIDR",
+    );
+    let prefix = format!("{BASE}\n[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
+    assert_error(&prefix, 15, "`10.0.0.0/33`");
+}
+
+#[test]
 fn none_and_hs256_algorithms_are_refused() {
     let text = BASE.replace(
         "url = \"https://token.actions.githubusercontent.com\"",
