@@ -34,6 +34,7 @@ pub enum Reason {
     NoRoute,
     KeysUnavailable,
     UpstreamUnreachable,
+    RateLimited,
 }
 
 /// The `outcome` label of `jobgate_requests_total` and the audit log.
@@ -48,10 +49,11 @@ pub enum Outcome {
     Unavailable,
     NoRoute,
     UpstreamError,
+    RateLimited,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::WouldDeny,
@@ -61,6 +63,7 @@ impl Outcome {
         Outcome::Unavailable,
         Outcome::NoRoute,
         Outcome::UpstreamError,
+        Outcome::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,12 +77,13 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::NoRoute => "no_route",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::MissingToken,
         Reason::InvalidRequest,
         Reason::MalformedToken,
@@ -99,6 +103,7 @@ impl Reason {
         Reason::NoRoute,
         Reason::KeysUnavailable,
         Reason::UpstreamUnreachable,
+        Reason::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +127,7 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::UpstreamUnreachable => "upstream_unreachable",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -130,6 +136,7 @@ impl Reason {
             Reason::InvalidRequest | Reason::BadPath => 400,
             Reason::Revoked | Reason::PolicyDenied => 403,
             Reason::NoRoute => 404,
+            Reason::RateLimited => 429,
             Reason::UpstreamUnreachable => 502,
             Reason::KeysUnavailable => 503,
             Reason::MissingToken
@@ -153,6 +160,7 @@ impl Reason {
             401 => Outcome::Unauthenticated,
             403 => Outcome::Denied,
             404 => Outcome::NoRoute,
+            429 => Outcome::RateLimited,
             502 => Outcome::UpstreamError,
             _ => Outcome::Unavailable,
         }
@@ -205,7 +213,8 @@ impl Reason {
             Reason::BadPath
             | Reason::NoRoute
             | Reason::KeysUnavailable
-            | Reason::UpstreamUnreachable => {
+            | Reason::UpstreamUnreachable
+            | Reason::RateLimited => {
                 return None;
             }
         })
@@ -218,6 +227,7 @@ impl Reason {
             401 => 16,
             403 => 7,
             404 => 5,
+            429 => 8,
             _ => 14,
         }
     }
@@ -229,6 +239,7 @@ impl Reason {
             401 => "unauthorized",
             403 => "forbidden",
             404 => "not_found",
+            429 => "too_many_requests",
             502 => "bad_gateway",
             _ => "service_unavailable",
         }

@@ -1,6 +1,7 @@
 //! The validated, compiled config: the buffer between the stable file format
 //! (`config::file`) and the types the request path reads. Built once per load.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +138,37 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// `None` for a public route (`auth = false`).
     pub auth: Option<RouteAuth>,
+    /// `[[route.limit]]` tables in file order (SPEC §8).
+    pub limits: Vec<RouteLimit>,
+}
+
+/// One `[[route.limit]]`: `requests` per `per`, per distinct value of `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLimit {
+    pub key: LimitKey,
+    /// At least 1.
+    pub requests: u32,
+    /// At least 1 s.
+    pub per: Duration,
+}
+
+/// What a limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The client address (SPEC §8, behind `trusted_proxies`): checked before any token is
+    /// read, counting every request that reaches the route.
+    ClientIp,
+    /// A verified claim's value: checked after the rules admitted the request.
+    Claim(String),
+}
+
+impl fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitKey::ClientIp => f.write_str("client_ip"),
+            LimitKey::Claim(claim) => f.write_str(claim),
+        }
+    }
 }
 
 #[derive(Debug)]

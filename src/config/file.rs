@@ -138,6 +138,17 @@ pub struct RouteSection {
     pub allow: Vec<Spanned<RuleTable>>,
     #[serde(default)]
     pub deny: Vec<Spanned<RuleTable>>,
+    #[serde(default)]
+    pub limit: Vec<Spanned<LimitTable>>,
+}
+
+/// One `[[route.limit]]`: a token bucket per distinct value of `key` (SPEC §8).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitTable {
+    pub key: Spanned<String>,
+    pub requests: Spanned<i64>,
+    pub per: Spanned<String>,
 }
 
 /// One `[[route.allow]]` / `[[route.deny]]` table: claim name → condition value.

@@ -2,14 +2,17 @@
 //!
 //! - `rules`: the route's allow/deny rules (compiled by `config::rules`) against the token's
 //!   claims, and the same verdict explained rule by rule;
-//! - `revocation`: the revocation list (SPEC §6), re-read when its file changes.
+//! - `revocation`: the revocation list (SPEC §6), re-read when its file changes;
+//! - `limits`: `[[route.limit]]` token buckets (SPEC §8), behind the `BucketStore` trait so
+//!   that a store shared by many gateways can take the place of this process's buckets.
 //!
-//! Room is left here for later per-token policies (rate limits, replay protection): each
-//! would be one more file that reads a verified token and answers with a decision.
+//! Room is left for replay protection (`single_use`): one more file that reads a verified
+//! token and answers with a decision.
 //!
 //! May import: `config`, `auth` and the shared leaves (`clock`, `refusal`, `metrics`); never
 //! `proxy`, `ops` or `cli`.
 
+pub mod limits;
 pub mod revocation;
 pub mod rules;
 

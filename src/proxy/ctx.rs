@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub(super) identity: AuditIdentity,
     /// Set when an authenticated request is let through.
     pub(super) allowed: Option<Allowed>,
+    /// `Retry-After` seconds of a `rate_limited` refusal.
+    pub(super) retry_after: Option<u64>,
 }
 
 impl RequestCtx {
@@ -52,6 +54,7 @@ impl RequestCtx {
             rule: None,
             identity: AuditIdentity::None,
             allowed: None,
+            retry_after: None,
         }
     }
 

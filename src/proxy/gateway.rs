@@ -14,10 +14,11 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use super::ctx::RequestCtx;
-use super::session::{audit_record, client_ip, refuse, request_host, set_path};
+use super::session::{audit_record, client_addr, client_ip, refuse, request_host, set_path};
 use crate::auth::identity::ROUTE_HEADER_WIRE;
 use crate::clock::unix_now;
 use crate::metrics::UpstreamClass;
+use crate::policy::limits::{LimitVerdict, monotonic_ns, take_claims, take_client_ip};
 use crate::proxy::audit::AuditIdentity;
 use crate::proxy::authorize::authorize;
 use crate::proxy::routing::normalise_path;
@@ -73,6 +74,21 @@ impl ProxyHttp for Gateway {
         let Some(route) = state.config.routes.get(route_index) else {
             return refuse(session, ctx, Reason::NoRoute).await;
         };
+        let runtime = state.routes.get(route_index);
+        let limits = runtime.map_or(&[][..], |runtime| runtime.limits.as_slice());
+        if !limits.is_empty() {
+            let client = client_addr(session, &state);
+            let verdict = match client {
+                Some(client) => {
+                    take_client_ip(state.buckets.as_ref(), limits, client, monotonic_ns()).await
+                }
+                None => LimitVerdict::Admitted,
+            };
+            if let LimitVerdict::Limited { retry_after } = verdict {
+                ctx.retry_after = Some(LimitVerdict::retry_after_seconds(retry_after));
+                return refuse(session, ctx, Reason::RateLimited).await;
+            }
+        }
         let Some(auth) = &route.auth else {
             ctx.outcome = Some(Outcome::Public);
             return Ok(false);
@@ -91,6 +107,13 @@ impl ProxyHttp for Gateway {
                     issuer: Arc::clone(&allowed.issuer),
                 };
                 ctx.rule = allowed.rule;
+                let claims = &allowed.token.claims;
+                let verdict =
+                    take_claims(state.buckets.as_ref(), limits, claims, monotonic_ns()).await;
+                if let LimitVerdict::Limited { retry_after } = verdict {
+                    ctx.retry_after = Some(LimitVerdict::retry_after_seconds(retry_after));
+                    return refuse(session, ctx, Reason::RateLimited).await;
+                }
                 if allowed.would_deny {
                     ctx.outcome = Some(Outcome::WouldDeny);
                     ctx.reason = Some(Reason::PolicyDenied);

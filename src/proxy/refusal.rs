@@ -47,6 +47,16 @@ impl RefusalResponse {
     }
 }
 
+impl RefusalResponse {
+    /// Sets `Retry-After` (whole seconds), replacing any default: a rate-limited request
+    /// learns exactly when its bucket has a token again.
+    pub fn with_retry_after(mut self, seconds: u64) -> RefusalResponse {
+        self.headers.retain(|(name, _)| *name != "retry-after");
+        self.headers.push(("retry-after", seconds.to_string()));
+        self
+    }
+}
+
 /// True for requests whose client speaks gRPC.
 pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
     content_type.is_some_and(|value| {

@@ -223,6 +223,7 @@ mod tests {
             upstream_ca: None,
             timeout: Duration::from_secs(30),
             auth: None,
+            limits: Vec::new(),
         }
     }
 

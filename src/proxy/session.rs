@@ -2,6 +2,7 @@
 //! the client's address, a refusal written as a complete response, and the audit record
 //! of a finished request.
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use pingora::protocols::l4::socket::SocketAddr as PingoraSocketAddr;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
+use super::state::GatewayState;
 use crate::proxy::audit::{AuditIdentity, AuditRecord};
 use crate::proxy::refusal::{RefusalResponse, is_grpc};
 use crate::refusal::{Outcome, Reason};
@@ -30,7 +32,10 @@ pub(super) async fn refuse(
             .get(http::header::CONTENT_TYPE)
             .map(|value| value.as_bytes()),
     );
-    let refusal = RefusalResponse::new(reason, ctx.route_name(), grpc);
+    let mut refusal = RefusalResponse::new(reason, ctx.route_name(), grpc);
+    if let Some(seconds) = ctx.retry_after {
+        refusal = refusal.with_retry_after(seconds);
+    }
     ctx.outcome = Some(reason.outcome());
     ctx.reason = Some(reason);
     if ctx.is_authenticated_route() && reason.is_auth_failure() {
@@ -82,6 +87,25 @@ pub(super) fn client_ip(session: &Session) -> Option<String> {
     }
 }
 
+/// The client's address (SPEC §8): the TCP peer, or behind `trusted_proxies` the rightmost
+/// untrusted `X-Forwarded-For` entry. The audit log and `client_ip` limits read this one.
+pub(super) fn client_addr(session: &Session, state: &GatewayState) -> Option<IpAddr> {
+    let PingoraSocketAddr::Inet(peer) = session.client_addr()? else {
+        return None;
+    };
+    Some(
+        state.config.server.trusted_proxies.client_ip(
+            peer.ip(),
+            session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|value| value.as_bytes()),
+        ),
+    )
+}
+
 /// The audit line of a request on an authenticated route (SPEC §6).
 pub(super) fn audit_record(
     session: &Session,
@@ -105,19 +129,7 @@ pub(super) fn audit_record(
         status,
         method: request.method.clone(),
         path: request.uri.path().to_owned(),
-        client_ip: match session.client_addr() {
-            Some(PingoraSocketAddr::Inet(addr)) => Some(
-                ctx.state.config.server.trusted_proxies.client_ip(
-                    addr.ip(),
-                    request
-                        .headers
-                        .get_all("x-forwarded-for")
-                        .iter()
-                        .map(|value| value.as_bytes()),
-                ),
-            ),
-            _ => None,
-        },
+        client_ip: client_addr(session, &ctx.state),
         identity: std::mem::replace(&mut ctx.identity, AuditIdentity::None),
         upstream_status: ctx.upstream_status,
         duration: ctx.started.elapsed(),

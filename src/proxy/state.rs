@@ -12,6 +12,7 @@ use crate::auth::identity::route_header_value;
 use crate::auth::verify::Authenticator;
 use crate::config::Config;
 use crate::metrics::RouteMetrics;
+use crate::policy::limits::{ActiveLimit, BucketStore, LocalStore};
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::audit::AuditLog;
 use crate::proxy::routing::RouteTable;
@@ -30,6 +31,8 @@ pub struct RouteRuntime {
     pub pool_group: u64,
     /// `X-Jobgate-Route` for this route.
     pub route_header: HeaderValue,
+    /// `[[route.limit]]` with their buckets, kept across reloads when unchanged.
+    pub limits: Vec<ActiveLimit>,
 }
 
 /// Everything compiled from one config load.
@@ -46,6 +49,8 @@ pub struct GatewayState {
     /// Shared by every load: the file is watched independently of the config.
     pub revocations: Arc<RevocationStore>,
     pub audit: AuditLog,
+    /// Where rate-limit buckets live: this process's, until a shared store exists.
+    pub buckets: Arc<dyn BucketStore>,
 }
 
 impl GatewayState {
@@ -78,7 +83,16 @@ impl GatewayState {
                         route.name
                     )
                 })?;
+                let previous_limits = previous.and_then(|previous| {
+                    let index = previous
+                        .config
+                        .routes
+                        .iter()
+                        .position(|old| old.name == route.name)?;
+                    previous.routes.get(index).map(|old| old.limits.as_slice())
+                });
                 Ok(RouteRuntime {
+                    limits: ActiveLimit::for_route(&route.limits, previous_limits),
                     upstreams,
                     metrics: RouteMetrics::new(&route.name, route.auth.is_some()),
                     upstream_ca,
@@ -105,6 +119,7 @@ impl GatewayState {
             authenticator,
             revocations,
             audit,
+            buckets: Arc::new(LocalStore),
             config,
         })
     }

@@ -11,6 +11,7 @@
 
 mod diagnostics;
 mod issuer;
+mod limits;
 mod route;
 mod rules;
 mod server;

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::diagnostics::{
     Diagnostics, check_unique_names, config_path, positive_duration, warn_if_missing,
 };
+use super::limits::compile_limits;
 use super::rules::{check_route_rules, compile_rules};
 use crate::config::file::{IssuerSection, RouteSection};
 use crate::config::{HostMatch, IssuerConfig, Mode, RouteAuth, RouteConfig, UpstreamUrl};
@@ -88,6 +89,7 @@ fn compile_route(
             section.timeout.as_ref(),
             Duration::from_secs(30),
         ),
+        limits: compile_limits(section, auth_enabled, d),
         auth,
     }
 }

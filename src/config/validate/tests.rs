@@ -923,3 +923,43 @@ fn never_panics_on_odd_input() {
         let _ = compile(text, Path::new(""));
     }
 }
+
+#[test]
+fn route_limits_compile_and_bad_ones_are_refused_at_their_line() {
+    let limits = format!(
+        "{BASE}\n[[route.limit]]\nkey = \"check_run_id\"\nrequests = 10\nper = \"1m\"\n\n\
+         [[route.limit]]\nkey = \"client_ip\"\nrequests = 50\nper = \"1s\"\n"
+    );
+    let route = &config(&limits).routes[0];
+    assert_eq!(
+        route.limits,
+        vec![
+            crate::config::RouteLimit {
+                key: crate::config::LimitKey::Claim("check_run_id".into()),
+                requests: 10,
+                per: Duration::from_secs(60),
+            },
+            crate::config::RouteLimit {
+                key: crate::config::LimitKey::ClientIp,
+                requests: 50,
+                per: Duration::from_secs(1),
+            },
+        ]
+    );
+    let zero = format!("{BASE}\n[[route.limit]]\nkey = \"run_id\"\nrequests = 0\nper = \"1m\"\n");
+    assert_error(&zero, 16, "`requests` must be a whole number from 1");
+    let short =
+        format!("{BASE}\n[[route.limit]]\nkey = \"run_id\"\nrequests = 5\nper = \"500ms\"\n");
+    assert_error(&short, 17, "`per` must be at least 1s");
+    let typo = format!("{BASE}\n[[route.limit]]\nkey = \"run_id\"\nrequest = 5\nper = \"1m\"\n");
+    assert!(!errors(&typo).is_empty());
+    let public = "[[route]]\nname = \"open\"\nupstream = \"http://10.0.0.1\"\nauth = false\n\n\
+                  [[route.limit]]\nkey = \"repository\"\nrequests = 5\nper = \"1m\"\n";
+    assert_error(
+        public,
+        7,
+        "is public (auth = false), so it has no claims to count by",
+    );
+    let public_ip = public.replace("\"repository\"", "\"client_ip\"");
+    assert_eq!(config(&public_ip).routes[0].limits.len(), 1);
+}
