@@ -440,3 +440,23 @@ fn a_bad_config_or_url_exits_2() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("is not a URL"), "{}", run.stderr);
 }
+
+/// SPEC §8 / issue #12: explain shows a route's limits (it reads and spends no bucket).
+#[test]
+fn explain_shows_the_route_limits() {
+    let config = format!(
+        "{CONFIG}\n[[route.limit]]\nkey = \"check_run_id\"\nrequests = 10\nper = \"1m\"\n\n\
+         [[route.limit]]\nkey = \"client_ip\"\nrequests = 50\nper = \"1s\"\n"
+    );
+    let setup = Setup::new(&config);
+    let run = explain(&setup.config(), &token(json!({})), "POST", URL, &[]);
+    assert!(
+        run.stdout
+            .contains("limits    check_run_id: 10 per 60s; client_ip: 50 per 1s"),
+        "{}",
+        run.stdout
+    );
+    let json_run = explain(&setup.config(), &token(json!({})), "POST", URL, &["--json"]);
+    let value: Value = serde_json::from_str(&json_run.stdout).expect("json output");
+    assert_eq!(value["route"]["limits"][0], "check_run_id: 10 per 60s");
+}

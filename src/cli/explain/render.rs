@@ -188,12 +188,15 @@ pub fn render_text(explanation: &Explanation) -> String {
                 let _ = writeln!(out, "          configured: {hint}");
             }
         }
-        Some(RouteSummary { name, auth: None }) => {
+        Some(RouteSummary {
+            name, auth: None, ..
+        }) => {
             let _ = writeln!(out, "route     {name} (public: auth = false)");
         }
         Some(RouteSummary {
             name,
             auth: Some(auth),
+            ..
         }) => {
             let mode = match auth.mode {
                 Mode::Enforce => "enforce",
@@ -205,6 +208,17 @@ pub fn render_text(explanation: &Explanation) -> String {
                 auth.issuer, auth.issuer_url, auth.audience
             );
         }
+    }
+    if let Some(route) = explanation
+        .route
+        .as_ref()
+        .filter(|route| !route.limits.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "limits    {} (buckets are not read or spent here)",
+            route.limits.join("; ")
+        );
     }
     if !explanation.checks.is_empty() {
         let _ = writeln!(
@@ -283,7 +297,7 @@ fn kind_name(kind: RuleKind) -> &'static str {
 /// The same content as [`render_text`], as one JSON object for scripts.
 pub fn render_json(explanation: &Explanation) -> Value {
     let route = explanation.route.as_ref().map(|route| match &route.auth {
-        None => json!({"name": route.name, "public": true}),
+        None => json!({"name": route.name, "public": true, "limits": route.limits}),
         Some(auth) => json!({
             "name": route.name,
             "public": false,
@@ -292,6 +306,7 @@ pub fn render_json(explanation: &Explanation) -> Value {
             "audience": auth.audience,
             "mode": match auth.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
             "strip_authorization": auth.strip_authorization,
+            "limits": route.limits,
         }),
     });
     let checks: Vec<Value> = explanation

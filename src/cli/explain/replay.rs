@@ -59,6 +59,7 @@ pub fn explain_request(
         explanation.route = Some(RouteSummary {
             name: route.name.clone(),
             auth: None,
+            limits: RouteSummary::limits_of(route),
         });
         explanation.decision = Decision::Public;
         return explanation;
@@ -80,6 +81,7 @@ pub fn explain_request(
             mode: auth.mode,
             strip_authorization: auth.strip_authorization,
         }),
+        limits: RouteSummary::limits_of(route),
     });
     explanation.checks = token_checks(config, issuer, auth, token, now);
     explanation

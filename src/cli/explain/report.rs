@@ -79,6 +79,18 @@ pub struct RouteSummary {
     pub name: String,
     /// `None` for a public route (`auth = false`).
     pub auth: Option<AuthSummary>,
+    /// `[[route.limit]]` as "key: N per D"; explain reads no bucket and spends none.
+    pub limits: Vec<String>,
+}
+
+impl RouteSummary {
+    pub fn limits_of(route: &crate::config::RouteConfig) -> Vec<String> {
+        route
+            .limits
+            .iter()
+            .map(|limit| format!("{}: {} per {:?}", limit.key, limit.requests, limit.per))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
