@@ -35,6 +35,8 @@ pub enum Reason {
     KeysUnavailable,
     UpstreamUnreachable,
     RateLimited,
+    ReplayedToken,
+    StateUnavailable,
 }
 
 /// The `outcome` label of `jobgate_requests_total` and the audit log.
@@ -83,7 +85,7 @@ impl Outcome {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::MissingToken,
         Reason::InvalidRequest,
         Reason::MalformedToken,
@@ -104,6 +106,8 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::UpstreamUnreachable,
         Reason::RateLimited,
+        Reason::ReplayedToken,
+        Reason::StateUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +132,8 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::UpstreamUnreachable => "upstream_unreachable",
             Reason::RateLimited => "rate_limited",
+            Reason::ReplayedToken => "replayed_token",
+            Reason::StateUnavailable => "state_unavailable",
         }
     }
 
@@ -138,7 +144,7 @@ impl Reason {
             Reason::NoRoute => 404,
             Reason::RateLimited => 429,
             Reason::UpstreamUnreachable => 502,
-            Reason::KeysUnavailable => 503,
+            Reason::KeysUnavailable | Reason::StateUnavailable => 503,
             Reason::MissingToken
             | Reason::MalformedToken
             | Reason::TokenTooLarge
@@ -150,7 +156,8 @@ impl Reason {
             | Reason::Expired
             | Reason::NotYetValid
             | Reason::IssuedInFuture
-            | Reason::UnforwardableClaim => 401,
+            | Reason::UnforwardableClaim
+            | Reason::ReplayedToken => 401,
         }
     }
 
@@ -210,11 +217,15 @@ impl Reason {
             Reason::UnforwardableClaim => {
                 r#"Bearer error="invalid_token", error_description="unforwardable_claim""#
             }
+            Reason::ReplayedToken => {
+                r#"Bearer error="invalid_token", error_description="replayed_token""#
+            }
             Reason::BadPath
             | Reason::NoRoute
             | Reason::KeysUnavailable
             | Reason::UpstreamUnreachable
-            | Reason::RateLimited => {
+            | Reason::RateLimited
+            | Reason::StateUnavailable => {
                 return None;
             }
         })

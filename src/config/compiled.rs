@@ -140,6 +140,8 @@ pub struct RouteConfig {
     pub auth: Option<RouteAuth>,
     /// `[[route.limit]]` tables in file order (SPEC §8).
     pub limits: Vec<RouteLimit>,
+    /// Each token admitted once on this route (SPEC §8); only on authenticated routes.
+    pub single_use: bool,
 }
 
 /// One `[[route.limit]]`: `requests` per `per`, per distinct value of `key`.

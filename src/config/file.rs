@@ -134,6 +134,7 @@ pub struct RouteSection {
     pub strip_authorization: Option<Spanned<bool>>,
     pub mode: Option<Spanned<String>>,
     pub allow_any_repository: Option<Spanned<bool>>,
+    pub single_use: Option<Spanned<bool>>,
     #[serde(default)]
     pub allow: Vec<Spanned<RuleTable>>,
     #[serde(default)]

@@ -5,14 +5,14 @@
 //! - `revocation`: the revocation list (SPEC §6), re-read when its file changes;
 //! - `limits`: `[[route.limit]]` token buckets (SPEC §8), behind the `BucketStore` trait so
 //!   that a store shared by many gateways can take the place of this process's buckets.
-//!
-//! Room is left for replay protection (`single_use`): one more file that reads a verified
-//! token and answers with a decision.
+//! - `replay`: `single_use` routes (SPEC §8), the used tokens behind the `UsedTokenStore`
+//!   trait for the same reason.
 //!
 //! May import: `config`, `auth` and the shared leaves (`clock`, `refusal`, `metrics`); never
 //! `proxy`, `ops` or `cli`.
 
 pub mod limits;
+pub mod replay;
 pub mod revocation;
 pub mod rules;
 

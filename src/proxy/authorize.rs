@@ -9,8 +9,10 @@ use crate::auth::verify::{AuthError, VerifiedToken, extract_bearer, unverified_c
 use crate::config::rules::RuleRef;
 use crate::config::{IssuerConfig, Mode, RouteAuth};
 use crate::policy;
+use crate::policy::limits::{LimitVerdict, monotonic_ns, take_claims};
+use crate::policy::replay::{FirstUse, TokenId};
 use crate::proxy::audit::AuditIdentity;
-use crate::proxy::state::GatewayState;
+use crate::proxy::state::{GatewayState, RouteRuntime};
 use crate::refusal::Reason;
 
 /// Let the request through.
@@ -118,5 +120,57 @@ pub async fn authorize<'a>(
         would_deny,
         issuer: Arc::clone(issuer),
         token: verified,
+    })
+}
+
+/// Why a request the rules admitted is refused after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAdmitted {
+    pub reason: Reason,
+    /// `Retry-After` seconds, for `rate_limited`.
+    pub retry_after: Option<u64>,
+}
+
+/// SPEC §3 step 9, after the rules admitted a request: the route's claim-keyed limits, then
+/// `single_use`. In this order so that a request refused by a limit does not use its token
+/// up (a replayed one has still spent its limits). `token` is the bearer token's bytes,
+/// which name a single-use token without `jti`; `now` is Unix seconds.
+pub async fn admit(
+    state: &GatewayState,
+    route: &RouteRuntime,
+    allowed: &Allowed,
+    token: &[u8],
+    now: u64,
+) -> Result<(), NotAdmitted> {
+    let claims = &allowed.token.claims;
+    let verdict = take_claims(
+        state.buckets.as_ref(),
+        &route.limits,
+        claims,
+        monotonic_ns(),
+    )
+    .await;
+    if let LimitVerdict::Limited { retry_after } = verdict {
+        return Err(NotAdmitted {
+            reason: Reason::RateLimited,
+            retry_after: Some(LimitVerdict::retry_after_seconds(retry_after)),
+        });
+    }
+    let Some(used) = &route.used_tokens else {
+        return Ok(());
+    };
+    let id = TokenId::of(claims.text("jti"), token);
+    let forget_at = allowed
+        .token
+        .exp
+        .saturating_add(allowed.issuer.leeway.as_secs());
+    let reason = match used.first_use(id, forget_at, now) {
+        FirstUse::Yes => return Ok(()),
+        FirstUse::Replayed => Reason::ReplayedToken,
+        FirstUse::Unknown => Reason::StateUnavailable,
+    };
+    Err(NotAdmitted {
+        reason,
+        retry_after: None,
     })
 }

@@ -14,13 +14,15 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use super::ctx::RequestCtx;
-use super::session::{audit_record, client_addr, client_ip, refuse, request_host, set_path};
+use super::session::{
+    audit_record, bearer_token, client_addr, client_ip, refuse, request_host, set_path,
+};
 use crate::auth::identity::ROUTE_HEADER_WIRE;
 use crate::clock::unix_now;
 use crate::metrics::UpstreamClass;
-use crate::policy::limits::{LimitVerdict, monotonic_ns, take_claims, take_client_ip};
+use crate::policy::limits::{LimitVerdict, monotonic_ns, take_client_ip};
 use crate::proxy::audit::AuditIdentity;
-use crate::proxy::authorize::authorize;
+use crate::proxy::authorize::{admit, authorize};
 use crate::proxy::routing::normalise_path;
 use crate::proxy::state::SharedState;
 use crate::refusal::{Outcome, Reason};
@@ -107,12 +109,15 @@ impl ProxyHttp for Gateway {
                     issuer: Arc::clone(&allowed.issuer),
                 };
                 ctx.rule = allowed.rule;
-                let claims = &allowed.token.claims;
-                let verdict =
-                    take_claims(state.buckets.as_ref(), limits, claims, monotonic_ns()).await;
-                if let LimitVerdict::Limited { retry_after } = verdict {
-                    ctx.retry_after = Some(LimitVerdict::retry_after_seconds(retry_after));
-                    return refuse(session, ctx, Reason::RateLimited).await;
+                if let Some(runtime) = runtime {
+                    let token = match runtime.used_tokens {
+                        Some(_) => bearer_token(session, &state),
+                        None => &[][..],
+                    };
+                    if let Err(refused) = admit(&state, runtime, &allowed, token, now).await {
+                        ctx.retry_after = refused.retry_after;
+                        return refuse(session, ctx, refused.reason).await;
+                    }
                 }
                 if allowed.would_deny {
                     ctx.outcome = Some(Outcome::WouldDeny);

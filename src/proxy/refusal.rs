@@ -12,7 +12,8 @@ pub struct RefusalResponse {
     pub body: String,
 }
 
-/// Seconds a client should wait before retrying after `keys_unavailable`.
+/// Seconds a client should wait before retrying after `keys_unavailable` or
+/// `state_unavailable`.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 impl RefusalResponse {
@@ -24,7 +25,7 @@ impl RefusalResponse {
         if let Some(challenge) = reason.www_authenticate() {
             headers.push(("www-authenticate", challenge.to_owned()));
         }
-        if reason == Reason::KeysUnavailable {
+        if matches!(reason, Reason::KeysUnavailable | Reason::StateUnavailable) {
             headers.push(("retry-after", RETRY_AFTER_SECONDS.to_string()));
         }
         if grpc {

@@ -224,6 +224,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             auth: None,
             limits: Vec::new(),
+            single_use: false,
         }
     }
 

@@ -14,6 +14,7 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::state::GatewayState;
+use crate::auth::verify::extract_bearer;
 use crate::proxy::audit::{AuditIdentity, AuditRecord};
 use crate::proxy::refusal::{RefusalResponse, is_grpc};
 use crate::refusal::{Outcome, Reason};
@@ -104,6 +105,18 @@ pub(super) fn client_addr(session: &Session, state: &GatewayState) -> Option<IpA
                 .map(|value| value.as_bytes()),
         ),
     )
+}
+
+/// The bearer token's bytes, for a request `authorize` already admitted (so there is exactly
+/// one); empty otherwise.
+pub(super) fn bearer_token<'a>(session: &'a Session, state: &GatewayState) -> &'a [u8] {
+    let values = session
+        .req_header()
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(|value| value.as_bytes());
+    extract_bearer(values, state.config.server.max_token_bytes).map_or(&[][..], str::as_bytes)
 }
 
 /// The audit line of a request on an authenticated route (SPEC §6).

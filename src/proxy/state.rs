@@ -13,6 +13,7 @@ use crate::auth::verify::Authenticator;
 use crate::config::Config;
 use crate::metrics::RouteMetrics;
 use crate::policy::limits::{ActiveLimit, BucketStore, LocalStore};
+use crate::policy::replay::LocalUsedTokens;
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::audit::AuditLog;
 use crate::proxy::routing::RouteTable;
@@ -33,6 +34,8 @@ pub struct RouteRuntime {
     pub route_header: HeaderValue,
     /// `[[route.limit]]` with their buckets, kept across reloads when unchanged.
     pub limits: Vec<ActiveLimit>,
+    /// Tokens already admitted on a `single_use` route; kept across reloads by route name.
+    pub used_tokens: Option<Arc<LocalUsedTokens>>,
 }
 
 /// Everything compiled from one config load.
@@ -91,8 +94,21 @@ impl GatewayState {
                         .position(|old| old.name == route.name)?;
                     previous.routes.get(index).map(|old| old.limits.as_slice())
                 });
+                let used_tokens = route.single_use.then(|| {
+                    previous
+                        .and_then(|previous| {
+                            let index = previous
+                                .config
+                                .routes
+                                .iter()
+                                .position(|old| old.name == route.name)?;
+                            previous.routes.get(index)?.used_tokens.clone()
+                        })
+                        .unwrap_or_default()
+                });
                 Ok(RouteRuntime {
                     limits: ActiveLimit::for_route(&route.limits, previous_limits),
+                    used_tokens,
                     upstreams,
                     metrics: RouteMetrics::new(&route.name, route.auth.is_some()),
                     upstream_ca,

@@ -89,6 +89,11 @@ impl RouteSummary {
             .limits
             .iter()
             .map(|limit| format!("{}: {} per {:?}", limit.key, limit.requests, limit.per))
+            .chain(
+                route
+                    .single_use
+                    .then(|| "single_use: each token admitted once".to_owned()),
+            )
             .collect()
     }
 }

@@ -90,6 +90,11 @@ fn compile_route(
             Duration::from_secs(30),
         ),
         limits: compile_limits(section, auth_enabled, d),
+        single_use: auth_enabled
+            && section
+                .single_use
+                .as_ref()
+                .is_some_and(|single_use| *single_use.get_ref()),
         auth,
     }
 }
@@ -345,6 +350,15 @@ fn check_public_route(section: &RouteSection, d: &mut Diagnostics) {
             format!(
                 "route \"{name}\" is public (auth = false), so this rule would never be \
                 evaluated; remove the rule or set auth = true"
+            ),
+        );
+    }
+    if let Some(single_use) = section.single_use.as_ref().filter(|value| *value.get_ref()) {
+        d.error(
+            &single_use.span(),
+            format!(
+                "route \"{name}\" is public (auth = false): it has no token to admit once; \
+                 remove single_use or set auth = true"
             ),
         );
     }

@@ -963,3 +963,16 @@ fn route_limits_compile_and_bad_ones_are_refused_at_their_line() {
     let public_ip = public.replace("\"repository\"", "\"client_ip\"");
     assert_eq!(config(&public_ip).routes[0].limits.len(), 1);
 }
+
+#[test]
+fn single_use_is_for_authenticated_routes_only() {
+    let single = BASE.replace("audience =", "single_use = true\naudience =");
+    assert!(config(&single).routes[0].single_use);
+    assert!(!config(BASE).routes[0].single_use);
+    let public = "[[route]]\nname = \"open\"\nupstream = \"http://10.0.0.1\"\nauth = false\nsingle_use = true\n";
+    assert_error(
+        public,
+        5,
+        "is public (auth = false): it has no token to admit once",
+    );
+}

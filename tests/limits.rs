@@ -1,6 +1,6 @@
-//! Rate limits (SPEC §8): `[[route.limit]]` token buckets keyed by a claim or by the client
-//! address, against the real binary, a real test issuer and a real echo upstream on
-//! 127.0.0.1. Every wait is bounded.
+//! Limits (SPEC §8): `[[route.limit]]` token buckets keyed by a claim or by the client
+//! address, and `single_use` routes, against the real binary, a real test issuer and a real
+//! echo upstream on 127.0.0.1. Every wait is bounded.
 
 mod support;
 
@@ -16,13 +16,18 @@ const AUD: &str = "https://api.example";
 /// A world with one authenticated route `api` on `/api` whose allow rule admits tokens of
 /// `acme/app`, plus `limits` (`[[route.limit]]` tables).
 fn world_with_limits(limits: &str) -> World {
+    world_with("", limits)
+}
+
+/// As [`world_with_limits`], with more route keys (`settings`) before the rule tables.
+fn world_with(settings: &str, limits: &str) -> World {
     World::builder()
         .issuer(TestIssuer::start())
         .audience(AUD)
         .upstream("api")
         .route(&format!(
             "name = \"api\"\npath_prefix = \"/api\"\nupstream = \"{{upstream}}\"\n\
-             issuer = \"{{issuer}}\"\naudience = \"{{audience}}\"\n\n\
+             issuer = \"{{issuer}}\"\naudience = \"{{audience}}\"\n{settings}\n\n\
              [[route.allow]]\nrepository = \"acme/app\"\n\n{limits}"
         ))
         .start()
@@ -156,4 +161,69 @@ fn client_ip_limits_apply_to_public_routes_and_a_reload_keeps_the_buckets() {
     );
     let after_reload = world.get("/open/d").header("Host", "localhost").send();
     assert_eq!(after_reload.status, 429, "{}", after_reload.text());
+}
+
+#[test]
+fn a_single_use_token_is_admitted_once_then_replayed_token() {
+    let world = world_with("single_use = true", "");
+    let token = job_token(&world, "8001", "acme/app");
+    assert_eq!(call(&world, &token).status, 200);
+    let replayed = call(&world, &token);
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+    assert_eq!(replayed.json()["reason"], "replayed_token");
+    assert_eq!(
+        replayed.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token", error_description="replayed_token""#)
+    );
+    // Another token of the same job (another jti) is a token of its own.
+    let second = world.issuer().mint_github_with(
+        AUD,
+        json!({"check_run_id": "8001", "repository": "acme/app", "jti": "another"}),
+    );
+    assert_eq!(call(&world, &second).status, 200);
+    assert_eq!(call(&world, &second).status, 401);
+    // Without jti, the token's bytes name it.
+    let no_jti = world.issuer().mint_github_with(
+        AUD,
+        json!({"check_run_id": "8002", "repository": "acme/app", "jti": null}),
+    );
+    assert_eq!(call(&world, &no_jti).status, 200);
+    assert_eq!(call(&world, &no_jti).json()["reason"], "replayed_token");
+    assert_eq!(
+        world.metric(
+            "jobgate_auth_failures_total",
+            &[("route", "api"), ("reason", "replayed_token")]
+        ),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn a_refused_first_attempt_does_not_use_a_single_use_token_up() {
+    let world = world_with(
+        "single_use = true",
+        "[[route.limit]]\nkey = \"check_run_id\"\nrequests = 1\nper = \"2s\"\n",
+    );
+    // Denied by the rules: not used up (and the token can never pass them anyway).
+    let denied = job_token(&world, "9001", "evil/app");
+    assert_eq!(call(&world, &denied).status, 403);
+    assert_eq!(call(&world, &denied).status, 403);
+    // Refused by the job's limit: not used up either.
+    let first = job_token(&world, "9002", "acme/app");
+    let second = world.issuer().mint_github_with(
+        AUD,
+        json!({"check_run_id": "9002", "repository": "acme/app", "jti": "second"}),
+    );
+    let spent_at = Instant::now();
+    assert_eq!(call(&world, &first).status, 200);
+    let retry_after = assert_rate_limited(&call(&world, &second));
+    assert!(retry_after <= 2, "{retry_after}");
+    std::thread::sleep(
+        (spent_at + Duration::from_millis(2_100)).saturating_duration_since(Instant::now()),
+    );
+    assert_eq!(call(&world, &second).status, 200);
+    // A replay is refused as such, after it has spent its limit.
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(call(&world, &second).json()["reason"], "replayed_token");
+    assert_rate_limited(&call(&world, &first));
 }
