@@ -14,6 +14,8 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::ServiceWithDependents;
 use pingora::services::listening::Service;
 
+use crate::proxy::conn::{ConnGuard, ConnLimits, ConnMetrics, GuardedService};
+
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::ops::admin::AdminApp;
@@ -82,6 +84,24 @@ fn exit_when_drained(grace_period: Duration) {
     });
 }
 
+/// A proxy listener, bound before start-up so that an address in use is a setup error; with
+/// Pingora's backlog (65 535; std's `bind` uses 128).
+fn bind(address: &str) -> std::io::Result<std::net::TcpListener> {
+    let addr: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    // As Pingora's listener: SO_REUSEADDR, the system's IPV6_V6ONLY default.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(65_535)?;
+    Ok(socket.into())
+}
+
 fn pingora_conf(config: &Config) -> ServerConf {
     let grace = config.server.grace_period;
     ServerConf {
@@ -142,30 +162,46 @@ pub fn serve_with(
         state: Arc::clone(&state),
         tls: tls.is_some(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "jobgate proxy",
-    );
-    if let Some(files) = &tls {
-        crate::proxy::tls::check_listener_files(&files.cert, &files.key)
-            .map_err(ServeError::Setup)?;
-    }
-    for address in &listen {
-        match &tls {
-            Some(files) => {
-                let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
-                    return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
-                };
-                let mut settings = TlsSettings::intermediate(cert, key)
-                    .map_err(|e| ServeError::Setup(format!("TLS listener {address}: {e}")))?;
-                // HTTP/2 and HTTP/1.1, by ALPN.
-                settings.enable_h2();
-                proxy.add_tls_with_settings(address, None, settings);
-            }
-            None => proxy.add_tcp(address),
+    let limits = ConnLimits {
+        max_connections: 10_000,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(limits.idle_timeout);
+    proxy.server_options = Some(options);
+    let acceptor = match &tls {
+        Some(files) => {
+            crate::proxy::tls::check_listener_files(&files.cert, &files.key)
+                .map_err(ServeError::Setup)?;
+            let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
+                return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
+            };
+            let mut settings = TlsSettings::intermediate(cert, key)
+                .map_err(|e| ServeError::Setup(format!("TLS listener: {e}")))?;
+            // HTTP/2 and HTTP/1.1, by ALPN.
+            settings.enable_h2();
+            Some(settings.build())
         }
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    for address in &listen {
+        listeners
+            .push(bind(address).map_err(|e| ServeError::Setup(format!("listen {address}: {e}")))?);
     }
+    let conn_metrics = ConnMetrics {
+        open: metrics().connections.clone(),
+        refused_max_connections: metrics()
+            .connections_refused_total
+            .with_label_values(&["max_connections"]),
+        refused_header_timeout: metrics()
+            .connections_refused_total
+            .with_label_values(&["header_timeout"]),
+    };
+    let guard = ConnGuard::new(Arc::new(proxy), limits, acceptor, conn_metrics);
+    let proxy = GuardedService::new("jobgate proxy", listeners, guard);
     let mut admin = Service::new("jobgate admin".to_string(), AdminApp { state });
     admin.add_tcp(&admin_listen);
     server.add_service(proxy);
