@@ -1,5 +1,7 @@
 //! Running the gateway: builds the Pingora server (proxy listeners + admin listener) from a
-//! loaded config, and handles signals.
+//! loaded config, and handles signals. The proxy listeners are bound here and accepted on by
+//! `proxy::conn`, which enforces the `[server]` connection limits (SPEC §8); the admin
+//! listener stays a plain Pingora service, neither counted nor limited.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,14 +16,13 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::ServiceWithDependents;
 use pingora::services::listening::Service;
 
-use crate::proxy::conn::{ConnGuard, ConnLimits, ConnMetrics, GuardedService};
-
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::ops::admin::AdminApp;
 use crate::ops::reload::Reloader;
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::Gateway;
+use crate::proxy::conn::{ConnGuard, ConnLimits, ConnMetrics, GuardedService};
 use crate::proxy::ctx::IN_FLIGHT;
 use crate::proxy::state::{GatewayState, SharedState};
 
@@ -144,6 +145,11 @@ pub fn serve_with(
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let admin_listen = config.server.admin_listen.clone();
+    let limits = ConnLimits {
+        max_connections: config.server.max_connections,
+        header_timeout: config.server.header_timeout,
+        idle_timeout: config.server.idle_timeout,
+    };
     let revocations = Arc::new(RevocationStore::default());
     let state: SharedState = Arc::new(ArcSwap::from_pointee(
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
@@ -161,11 +167,6 @@ pub fn serve_with(
     let gateway = Gateway {
         state: Arc::clone(&state),
         tls: tls.is_some(),
-    };
-    let limits = ConnLimits {
-        max_connections: 10_000,
-        header_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
     };
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = pingora::apps::HttpServerOptions::default();
