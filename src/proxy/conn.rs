@@ -535,7 +535,12 @@ impl GuardedStream {
             })
             .await;
         match complete {
-            Ok(true) if self.stash.len() > MAX_HEAD && !head_complete(&self.stash, 0) => {
+            // The last read may cross the limit and hold the end of the head: it must end
+            // within the first MAX_HEAD bytes (what follows is a body or the next request).
+            Ok(true)
+                if self.stash.len() > MAX_HEAD
+                    && !head_complete(self.stash.get(..MAX_HEAD).unwrap_or_default(), 0) =>
+            {
                 Head::TooLarge
             }
             Ok(true) => Head::Ready,
