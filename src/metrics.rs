@@ -33,6 +33,8 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub connections: IntGauge,
+    pub connections_refused_total: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to 10 s: a cached auth step lives in the first few.
@@ -155,6 +157,23 @@ impl Metrics {
                 "jobgate_build_info",
                 "1, labelled with the jobgate version.",
                 &["version"],
+            ),
+            connections: {
+                let gauge = IntGauge::new(
+                    "jobgate_connections",
+                    "Client connections of the proxy listeners open now.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("registered once");
+                gauge
+            },
+            connections_refused_total: counter_vec(
+                &registry,
+                "jobgate_connections_refused_total",
+                "Client connections closed by a limit, by reason.",
+                &["reason"],
             ),
             registry,
         };

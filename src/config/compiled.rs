@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub max_token_bytes: usize,
     /// Default 10 s.
     pub grace_period: Duration,
+    /// Client connections of the proxy listeners open at once (SPEC §8); default 10 000.
+    pub max_connections: usize,
+    /// A whole request head is due within this; default 10 s, never zero.
+    pub header_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this; default 60 s, never zero.
+    pub idle_timeout: Duration,
     /// Bound of the verified-token cache; default 100 000.
     pub token_cache_entries: usize,
     /// Peers whose `X-Forwarded-For` names the client (SPEC §8); empty by default.

@@ -86,6 +86,9 @@ pub struct ServerSection {
     pub threads: Option<Spanned<i64>>,
     pub max_token_bytes: Option<Spanned<i64>>,
     pub grace_period: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
     /// Bound of the verified-token cache (issue [auth]); default 100 000.
     pub token_cache_entries: Option<Spanned<i64>>,
     /// CIDRs or addresses whose `X-Forwarded-For` is believed (SPEC §8).

@@ -1,5 +1,7 @@
 //! Running the gateway: builds the Pingora server (proxy listeners + admin listener) from a
-//! loaded config, and handles signals.
+//! loaded config, and handles signals. The proxy listeners are bound here and accepted on by
+//! `proxy::conn`, which enforces the `[server]` connection limits (SPEC §8); the admin
+//! listener stays a plain Pingora service, neither counted nor limited.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::ops::admin::AdminApp;
 use crate::ops::reload::Reloader;
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::Gateway;
+use crate::proxy::conn::{ConnGuard, ConnLimits, ConnMetrics, GuardedService};
 use crate::proxy::ctx::IN_FLIGHT;
 use crate::proxy::state::{GatewayState, SharedState};
 
@@ -82,6 +85,24 @@ fn exit_when_drained(grace_period: Duration) {
     });
 }
 
+/// A proxy listener, bound before start-up so that an address in use is a setup error; with
+/// Pingora's backlog (65 535; std's `bind` uses 128).
+fn bind(address: &str) -> std::io::Result<std::net::TcpListener> {
+    let addr: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    // As Pingora's listener: SO_REUSEADDR, the system's IPV6_V6ONLY default.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(65_535)?;
+    Ok(socket.into())
+}
+
 fn pingora_conf(config: &Config) -> ServerConf {
     let grace = config.server.grace_period;
     ServerConf {
@@ -124,6 +145,11 @@ pub fn serve_with(
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let admin_listen = config.server.admin_listen.clone();
+    let limits = ConnLimits {
+        max_connections: config.server.max_connections,
+        header_timeout: config.server.header_timeout,
+        idle_timeout: config.server.idle_timeout,
+    };
     let revocations = Arc::new(RevocationStore::default());
     let state: SharedState = Arc::new(ArcSwap::from_pointee(
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
@@ -142,30 +168,41 @@ pub fn serve_with(
         state: Arc::clone(&state),
         tls: tls.is_some(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "jobgate proxy",
-    );
-    if let Some(files) = &tls {
-        crate::proxy::tls::check_listener_files(&files.cert, &files.key)
-            .map_err(ServeError::Setup)?;
-    }
-    for address in &listen {
-        match &tls {
-            Some(files) => {
-                let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
-                    return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
-                };
-                let mut settings = TlsSettings::intermediate(cert, key)
-                    .map_err(|e| ServeError::Setup(format!("TLS listener {address}: {e}")))?;
-                // HTTP/2 and HTTP/1.1, by ALPN.
-                settings.enable_h2();
-                proxy.add_tls_with_settings(address, None, settings);
-            }
-            None => proxy.add_tcp(address),
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(limits.idle_timeout);
+    proxy.server_options = Some(options);
+    let acceptor = match &tls {
+        Some(files) => {
+            crate::proxy::tls::check_listener_files(&files.cert, &files.key)
+                .map_err(ServeError::Setup)?;
+            let (Some(cert), Some(key)) = (files.cert.to_str(), files.key.to_str()) else {
+                return Err(ServeError::Setup("TLS file paths must be UTF-8".into()));
+            };
+            let mut settings = TlsSettings::intermediate(cert, key)
+                .map_err(|e| ServeError::Setup(format!("TLS listener: {e}")))?;
+            // HTTP/2 and HTTP/1.1, by ALPN.
+            settings.enable_h2();
+            Some(settings.build())
         }
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    for address in &listen {
+        listeners
+            .push(bind(address).map_err(|e| ServeError::Setup(format!("listen {address}: {e}")))?);
     }
+    let conn_metrics = ConnMetrics {
+        open: metrics().connections.clone(),
+        refused_max_connections: metrics()
+            .connections_refused_total
+            .with_label_values(&["max_connections"]),
+        refused_header_timeout: metrics()
+            .connections_refused_total
+            .with_label_values(&["header_timeout"]),
+    };
+    let guard = ConnGuard::new(Arc::new(proxy), limits, acceptor, conn_metrics);
+    let proxy = GuardedService::new("jobgate proxy", listeners, guard);
     let mut admin = Service::new("jobgate admin".to_string(), AdminApp { state });
     admin.add_tcp(&admin_listen);
     server.add_service(proxy);

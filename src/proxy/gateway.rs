@@ -27,9 +27,6 @@ use crate::proxy::routing::normalise_path;
 use crate::proxy::state::SharedState;
 use crate::refusal::{Outcome, Reason};
 
-/// How long an idle keep-alive client connection stays open between requests.
-pub const KEEPALIVE_IDLE_SECONDS: u64 = 60;
-
 /// The proxy service's logic. One per listener kind, so `X-Forwarded-Proto` is known.
 pub struct Gateway {
     pub state: SharedState,
@@ -51,11 +48,6 @@ impl ProxyHttp for Gateway {
     /// the path, picks the route and, on authenticated routes, decides. `Ok(true)` means a
     /// refusal was sent and the request ends here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        // Pingora keeps an idle HTTP/1.1 connection open forever after its first request;
-        // an idle client must not hold a socket and its buffers indefinitely.
-        session
-            .as_downstream_mut()
-            .set_keepalive(Some(KEEPALIVE_IDLE_SECONDS));
         let state = Arc::clone(&ctx.state);
         let request = session.req_header_mut();
         state.spoof_filter.strip(request);

@@ -12,6 +12,8 @@
 //! - `state`: the [`GatewayState`](state::GatewayState) a request reads, swapped whole on
 //!   reload;
 //! - `audit`: the audit record of a request and the log it goes to (SPEC §6);
+//! - `conn`: the proxy listeners' accept loop and each client connection's limits
+//!   (`max_connections`, `header_timeout`, `idle_timeout`, SPEC §8), around Pingora's HTTP app;
 //! - `tls`: certificate files — the upstream CA bundle `state` loads, and the listener's
 //!   cert and key that `ops` checks at start-up.
 //!
@@ -23,6 +25,7 @@
 
 pub mod audit;
 pub mod authorize;
+pub mod conn;
 pub mod ctx;
 pub mod gateway;
 pub mod refusal;
@@ -33,4 +36,4 @@ pub mod state;
 pub mod tls;
 pub mod upstream;
 
-pub use gateway::{Gateway, KEEPALIVE_IDLE_SECONDS};
+pub use gateway::Gateway;

@@ -31,10 +31,10 @@ use support::{RawResponse, expect, wait_until};
 
 const AUD: &str = "https://api.faults.example";
 
-/// The request header limit of Pingora 0.9's HTTP/1 server (`MAX_HEADER_SIZE` in
-/// pingora-core `protocols/http/v1/common.rs`): once more than this was read without the
-/// end of the header, the request is refused with 400.
-const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
+/// jobgate's request-head limit (`proxy::conn::MAX_HEAD`, below Pingora's 1 MiB): once more
+/// than this was read without the end of the head, the request is answered 431 and the
+/// connection closed.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Pingora 0.9's limit on the number of request header lines (`MAX_HEADERS`).
 const PINGORA_MAX_HEADERS: usize = 256;
 /// jobgate's fetch limits (`keys::FetchLimits::default`).

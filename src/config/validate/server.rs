@@ -1,5 +1,5 @@
 //! `[server]`, `[audit]` and `[revocation]`: listeners, TLS files, worker threads, the
-//! audit output and the revocation file.
+//! client-connection limits, the audit output and the revocation file.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::diagnostics::{Diagnostics, config_path, duration, warn_if_missing};
+use super::diagnostics::{Diagnostics, config_path, duration, positive_duration, warn_if_missing};
 use crate::config::file::{AuditSection, RevocationSection, ServerSection};
 use crate::config::{AuditOutput, ServerConfig, TlsFiles, TrustedProxies};
 
@@ -34,6 +34,21 @@ pub(super) fn compile_server(
             "grace_period",
             section.grace_period.as_ref(),
             Duration::from_secs(10),
+        ),
+        max_connections: positive_count(d, "max_connections", section.max_connections.as_ref())
+            .unwrap_or(10_000),
+        // Zero would close every connection before its first byte.
+        header_timeout: positive_duration(
+            d,
+            "header_timeout",
+            section.header_timeout.as_ref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: positive_duration(
+            d,
+            "idle_timeout",
+            section.idle_timeout.as_ref(),
+            Duration::from_secs(60),
         ),
         token_cache_entries: positive_count(
             d,

@@ -428,6 +428,9 @@ fn defaults_are_applied() {
     assert!(config.server.threads >= 1);
     assert_eq!(config.server.max_token_bytes, 16_384);
     assert_eq!(config.server.grace_period, Duration::from_secs(10));
+    assert_eq!(config.server.max_connections, 10_000);
+    assert_eq!(config.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
     assert_eq!(config.server.token_cache_entries, 100_000);
     assert_eq!(config.server.tls, None);
     assert_eq!(config.audit, AuditOutput::Stdout);
@@ -477,6 +480,9 @@ admin_listen = "127.0.0.1:9191"
 threads = 3
 max_token_bytes = 8192
 grace_period = "500ms"
+max_connections = 64
+header_timeout = "2s"
+idle_timeout = "5m"
 token_cache_entries = 10
 
 [audit]
@@ -528,6 +534,9 @@ file = "revoked.toml"
     assert_eq!(server.threads, 3);
     assert_eq!(server.max_token_bytes, 8192);
     assert_eq!(server.grace_period, Duration::from_millis(500));
+    assert_eq!(server.max_connections, 64);
+    assert_eq!(server.header_timeout, Duration::from_secs(2));
+    assert_eq!(server.idle_timeout, Duration::from_secs(300));
     assert_eq!(server.token_cache_entries, 10);
     assert_eq!(
         config.audit,
@@ -569,7 +578,7 @@ file = "revoked.toml"
     assert_eq!(config.sha256, sha256_hex(text));
     // TLS files and the CA do not exist: warned, not refused; and no allow rule.
     let lines: Vec<usize> = config.warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, vec![4, 5, 27, 32], "{:#?}", config.warnings);
+    assert_eq!(lines, vec![4, 5, 30, 35], "{:#?}", config.warnings);
 }
 
 #[test]
@@ -650,6 +659,29 @@ fn server_values_are_checked() {
             .threads,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+}
+
+#[test]
+fn connection_limits_are_checked() {
+    let cases = [
+        (
+            "max_connections = 0",
+            "`max_connections` must be a positive number",
+        ),
+        (
+            "header_timeout = \"0s\"",
+            "`header_timeout` must be longer than zero",
+        ),
+        ("header_timeout = \"10\"", "`header_timeout`: duration"),
+        ("idle_timeout = \"1m30s\"", "`idle_timeout`: duration"),
+        (
+            "idle_timeout = \"0ms\"",
+            "`idle_timeout` must be longer than zero",
+        ),
+    ];
+    for (line, needle) in cases {
+        assert_error(&format!("{BASE}\n[server]\n{line}\n"), 15, needle);
+    }
 }
 
 #[test]
