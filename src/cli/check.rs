@@ -37,6 +37,19 @@ pub fn summary(config: &Config) -> String {
     for row in &rows {
         push_row(&mut out, row, &widths);
     }
+    for route in &config.routes {
+        let mut limits: Vec<String> = route
+            .limits
+            .iter()
+            .map(|limit| format!("{} {} per {:?}", limit.key, limit.requests, limit.per))
+            .collect();
+        if route.single_use {
+            limits.push("single_use".to_owned());
+        }
+        if !limits.is_empty() {
+            let _ = writeln!(out, "limits of {}: {}", route.name, limits.join("; "));
+        }
+    }
     for warning in &config.warnings {
         let _ = writeln!(
             out,
@@ -162,6 +175,34 @@ path_prefix = "/healthz"
 upstream = "http://127.0.0.1:8081"
 auth = false
 "#;
+
+    #[test]
+    fn routes_with_limits_get_a_line_after_the_table() {
+        let text = r#"
+[[issuer]]
+name = "ci"
+url = "https://ci.example"
+
+[[route]]
+name = "deploy"
+upstream = "http://10.0.0.1"
+audience = "a"
+single_use = true
+
+[[route.allow]]
+
+[[route.limit]]
+key = "check_run_id"
+requests = 10
+per = "1m"
+"#;
+        let config = crate::config::parse(text, std::path::Path::new("t.toml")).expect("valid");
+        let out = summary(&config);
+        assert!(
+            out.contains("limits of deploy: check_run_id 10 per 60s; single_use"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn one_aligned_line_per_route() {
