@@ -384,6 +384,10 @@ fn connections_past_max_connections_are_closed_at_once() {
     const MAX: usize = 5;
     const EXTRA: usize = 3;
     let mut world = limited("max_connections = 5\nheader_timeout = \"5s\"");
+    // The start-up probes' connections may still wait in the accept queue: let them be
+    // accepted and closed before the cap is filled, or one of them takes a slot.
+    std::thread::sleep(Duration::from_millis(500));
+    world.wait_metric("jobgate_connections", &[], |open| open == 0.0);
     let mut held = open_keep_alive(world.addr(), MAX);
     world.wait_metric("jobgate_connections", &[], |open| open == MAX as f64);
 
