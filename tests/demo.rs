@@ -370,6 +370,13 @@ fn every_printed_example_gives_its_status_and_ctrl_c_stops_the_demo() {
             }
             reason => {
                 assert_eq!(json(&body)["reason"], reason, "{}\n{body}", block.title);
+                if reason == "rate_limited" {
+                    assert!(
+                        output.to_ascii_lowercase().contains("\r\nretry-after: "),
+                        "{}: no Retry-After\n{output}",
+                        block.title
+                    );
+                }
             }
         }
     }

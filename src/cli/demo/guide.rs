@@ -26,11 +26,13 @@ pub(super) struct Example {
     pub(super) workflow_style: bool,
     /// The gateway path requested.
     pub(super) path: &'static str,
+    /// Times the same request is sent first, silently (to spend a rate limit).
+    pub(super) sent_before: u32,
 }
 
 /// The examples, in the order printed. `tests/demo.rs` runs each printed block and checks
 /// the status and reason; a unit test checks them against the config without a server.
-pub(super) const EXAMPLES: [Example; 7] = [
+pub(super) const EXAMPLES: [Example; 8] = [
     Example {
         status: 200,
         outcome: "allowed",
@@ -38,6 +40,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: Some("audience=jobgate-demo"),
         workflow_style: false,
         path: "/deploy/app",
+        sent_before: 0,
     },
     Example {
         status: 403,
@@ -46,6 +49,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: Some("audience=jobgate-demo&repository=evil/app"),
         workflow_style: false,
         path: "/deploy/app",
+        sent_before: 0,
     },
     Example {
         status: 403,
@@ -54,6 +58,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: Some("audience=jobgate-demo&runner_environment=self-hosted"),
         workflow_style: false,
         path: "/deploy/app",
+        sent_before: 0,
     },
     Example {
         status: 401,
@@ -62,6 +67,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: None,
         workflow_style: false,
         path: "/deploy/app",
+        sent_before: 0,
     },
     Example {
         status: 401,
@@ -70,6 +76,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: Some("audience=https://github.com/acme"),
         workflow_style: false,
         path: "/deploy/app",
+        sent_before: 0,
     },
     Example {
         status: 200,
@@ -78,6 +85,7 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: Some("audience=jobgate-demo"),
         workflow_style: true,
         path: "/artifacts/build.tar",
+        sent_before: 0,
     },
     Example {
         status: 200,
@@ -86,6 +94,16 @@ pub(super) const EXAMPLES: [Example; 7] = [
         token_query: None,
         workflow_style: false,
         path: "/public/hello",
+        sent_before: 0,
+    },
+    Example {
+        status: 429,
+        outcome: "rate_limited",
+        what: "one job's sixth deploy within a minute: /deploy admits 5 a minute per check_run_id (Retry-After says when the next one fits)",
+        token_query: Some("audience=jobgate-demo&check_run_id=42170099999"),
+        workflow_style: false,
+        path: "/deploy/app",
+        sent_before: 5,
     },
 ];
 
@@ -110,6 +128,12 @@ fn example_commands(example: &Example, ports: DemoPorts) -> Vec<String> {
             } else {
                 lines.push(format!(
                     "TOKEN=$(curl -s '{issuer}/token?{query}' | {EXTRACT_VALUE})"
+                ));
+            }
+            if example.sent_before > 0 {
+                lines.push(format!(
+                    "for i in $(seq {}); do curl -s -o /dev/null -H \"Authorization: Bearer $TOKEN\" {gateway}; done",
+                    example.sent_before
                 ));
             }
             lines.push(format!(
@@ -157,7 +181,7 @@ pub(super) fn instructions(
     let _ = writeln!(out, "Routes:");
     let _ = writeln!(
         out,
-        "  /deploy     acme/app (owner and repository pinned by name and id), main, production; self-hosted runners denied"
+        "  /deploy     acme/app (owner and repository pinned by name and id), main, production; self-hosted runners denied;\n              each job (check_run_id) at most 5 requests a minute"
     );
     let _ = writeln!(
         out,
