@@ -15,6 +15,8 @@ use crate::auth::claims::Claims;
 use crate::clock;
 use crate::config::rules::{CompiledRule, Condition, Matcher};
 
+pub mod runtime;
+
 /// How often the watcher looks at the file; a change is live within this (SPEC: 5 s).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -22,6 +24,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Revocation {
     pub conditions: CompiledRule,
+    /// The conditions as written, as JSON: what `GET /revocations` shows.
+    pub conditions_json: serde_json::Map<String, serde_json::Value>,
     pub reason: String,
     /// Unix seconds after which the entry no longer applies.
     pub until: Option<i64>,
@@ -70,6 +74,7 @@ impl RevocationList {
 
 fn parse_entry(table: &toml::Table) -> Result<Revocation, String> {
     let mut conditions = Vec::new();
+    let mut conditions_json = serde_json::Map::new();
     let mut reason = String::new();
     let mut until = None;
     for (key, value) in table {
@@ -93,6 +98,7 @@ fn parse_entry(table: &toml::Table) -> Result<Revocation, String> {
             claim => {
                 let matcher = Matcher::from_toml(value).map_err(|e| format!("{claim}: {e}"))?;
                 conditions.push(Condition::new(claim, matcher));
+                conditions_json.insert(claim.to_owned(), runtime::toml_to_json(value));
             }
         }
     }
@@ -105,6 +111,7 @@ fn parse_entry(table: &toml::Table) -> Result<Revocation, String> {
     }
     Ok(Revocation {
         conditions: CompiledRule::new(conditions),
+        conditions_json,
         reason,
         until,
     })

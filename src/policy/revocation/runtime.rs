@@ -1,0 +1,253 @@
+//! Runtime revocations (SPEC §9): entries added through the admin API while the gateway runs,
+//! next to the file's (§6).
+//!
+//! An entry travels as JSON (`POST /revocations`, the `[cluster]` Redis value, `GET`), so
+//! [`RuntimeEntry`] keeps its conditions as JSON and is what every store persists. Its
+//! conditions are compiled through the same [`Matcher::from_toml`] as the file's and the
+//! route rules', after a JSON → TOML conversion: a condition means exactly the same thing
+//! wherever it was written.
+//!
+//! Where entries are kept is behind [`RuntimeRevocations`], so that a state file (one
+//! gateway) and Redis (many gateways) are interchangeable to the admin API.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Revocation;
+use crate::clock;
+use crate::config::rules::{CompiledRule, Condition, Matcher};
+
+/// At most this many runtime entries are in force at once: every one is checked on every
+/// authenticated request, and each is at most [`MAX_ENTRY_BYTES`], so memory and the
+/// per-request cost stay bounded. Lasting entries belong in the revocation file.
+pub const MAX_RUNTIME_ENTRIES: usize = 10_000;
+
+/// The largest `POST /revocations` body accepted. A real entry (a few claims, a reason) is
+/// a few hundred bytes; this leaves room for a long list of run ids.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// One runtime entry, as stored and exchanged: the body of a `POST` with an id, and the JSON
+/// a shared store keeps. Unknown members are ignored when reading, so a newer gateway may add
+/// some without older ones refusing the whole list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeEntry {
+    /// 16 lower-case hex characters, random.
+    pub id: String,
+    /// Claim name → condition, as in a rule: string glob, integer, boolean, a list of those,
+    /// or `{"regex": "…"}`.
+    pub conditions: Map<String, Value>,
+    #[serde(default)]
+    pub reason: String,
+    /// RFC 3339; absent: until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// Why a store could not take or drop an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeStoreError {
+    /// Nowhere to keep entries, or the place cannot be reached or written (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// [`MAX_RUNTIME_ENTRIES`] are in force already.
+    #[error(
+        "{MAX_RUNTIME_ENTRIES} runtime revocations are in force, the most a gateway keeps; \
+         delete some, or move lasting ones to the revocation file"
+    )]
+    Full,
+}
+
+/// Where runtime entries are kept. Both calls finish what they promise before returning, so
+/// the admin API answers only once the change holds.
+#[async_trait]
+pub trait RuntimeRevocations: Send + Sync {
+    /// Stores the entry durably, then makes it live in the [`super::RevocationStore`],
+    /// before returning.
+    async fn add(&self, entry: RuntimeEntry) -> Result<(), RuntimeStoreError>;
+
+    /// Removes the entry durably and from the live store. `Ok(false)` for an unknown id.
+    async fn remove(&self, id: &str) -> Result<bool, RuntimeStoreError>;
+}
+
+/// Neither `[revocation] state_file` nor `[cluster]`: runtime entries would be lost on the
+/// next restart without anyone noticing, so none are taken.
+pub struct NoRuntimeStore;
+
+/// What `POST /revocations` answers without a place to keep entries.
+pub const NOWHERE_TO_KEEP: &str = "runtime revocations need `[revocation] state_file` or \
+    `[cluster] redis_url` in the gateway's config; until then, add the entry to the \
+    revocation file";
+
+#[async_trait]
+impl RuntimeRevocations for NoRuntimeStore {
+    async fn add(&self, _entry: RuntimeEntry) -> Result<(), RuntimeStoreError> {
+        Err(RuntimeStoreError::Unavailable(NOWHERE_TO_KEEP.to_owned()))
+    }
+
+    async fn remove(&self, _id: &str) -> Result<bool, RuntimeStoreError> {
+        Ok(false)
+    }
+}
+
+/// A new random entry id: 16 hex characters (64 bits) from the system's CSPRNG, so ids of
+/// entries added on different gateways at the same moment do not collide.
+pub fn new_id() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .is_err()
+    {
+        // The system RNG failing is not expected; an id only needs to be unique, and the
+        // fallback still is with overwhelming probability.
+        bytes = fastrand::u64(..).to_be_bytes();
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl RuntimeEntry {
+    /// A new entry from a `POST /revocations` body, with a fresh id. Every member other than
+    /// `reason` and `until` is a condition. `now`: Unix seconds, to refuse an `until` in
+    /// the past. The error is the message for the 400 answer.
+    pub fn from_request(body: &[u8], now: i64) -> Result<RuntimeEntry, String> {
+        if body.len() > MAX_ENTRY_BYTES {
+            return Err(format!("the entry is larger than {MAX_ENTRY_BYTES} bytes"));
+        }
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let Value::Object(members) = value else {
+            return Err(
+                "the body must be a JSON object, e.g. {\"check_run_id\": \"52711234567\", \
+                 \"reason\": \"leaked runner\"}"
+                    .to_owned(),
+            );
+        };
+        let mut entry = RuntimeEntry {
+            id: new_id(),
+            conditions: Map::new(),
+            reason: String::new(),
+            until: None,
+        };
+        for (key, value) in members {
+            match key.as_str() {
+                "reason" => {
+                    let Value::String(reason) = value else {
+                        return Err("`reason` must be a string".to_owned());
+                    };
+                    entry.reason = reason;
+                }
+                "until" => {
+                    let Value::String(until) = value else {
+                        return Err(
+                            "`until` must be an RFC 3339 string such as \"2026-12-31T00:00:00Z\""
+                                .to_owned(),
+                        );
+                    };
+                    let at = clock::parse_rfc3339(&until).map_err(|e| format!("`until`: {e}"))?;
+                    if at <= now {
+                        return Err(format!(
+                            "`until` {until} is in the past; the entry would never apply"
+                        ));
+                    }
+                    entry.until = Some(until);
+                }
+                _ => {
+                    entry.conditions.insert(key, value);
+                }
+            }
+        }
+        entry.compile()?;
+        Ok(entry)
+    }
+
+    /// The entry in the form the request path checks. Fails for anything a `POST` would
+    /// refuse (except an `until` in the past: a stored entry may simply have expired).
+    pub fn compile(&self) -> Result<Revocation, String> {
+        if self.conditions.is_empty() {
+            return Err(
+                "an entry without conditions would revoke every token; name at least one \
+                 claim, e.g. {\"check_run_id\": \"52711234567\"}"
+                    .to_owned(),
+            );
+        }
+        let mut conditions = Vec::with_capacity(self.conditions.len());
+        for (claim, value) in &self.conditions {
+            let matcher = json_to_toml(value)
+                .and_then(|value| Matcher::from_toml(&value))
+                .map_err(|e| format!("condition `{claim}`: {e}"))?;
+            conditions.push(Condition::new(claim, matcher));
+        }
+        let until = self
+            .until
+            .as_deref()
+            .map(clock::parse_rfc3339)
+            .transpose()
+            .map_err(|e| format!("`until`: {e}"))?;
+        Ok(Revocation {
+            conditions: CompiledRule::new(conditions),
+            conditions_json: self.conditions.clone(),
+            reason: self.reason.clone(),
+            until,
+        })
+    }
+}
+
+/// What a condition may be, for messages.
+const CONDITION_SHAPES: &str =
+    "a condition is a string glob, an integer, a boolean, a list of those, or {\"regex\": \"…\"}";
+
+/// A JSON condition as the TOML value a rule would hold. Shapes TOML rules do not have
+/// (null, floats, objects other than `{"regex": …}`) are refused here; everything else is
+/// judged by [`Matcher::from_toml`], exactly as in a file.
+pub fn json_to_toml(value: &Value) -> Result<toml::Value, String> {
+    match value {
+        Value::String(text) => Ok(toml::Value::String(text.clone())),
+        Value::Bool(flag) => Ok(toml::Value::Boolean(*flag)),
+        Value::Number(number) => match number.as_i64() {
+            Some(integer) => Ok(toml::Value::Integer(integer)),
+            None if number.is_f64() => Err(format!(
+                "{number} is not an integer; a float cannot be compared exactly, write the \
+                 value as a string"
+            )),
+            None => Err(format!(
+                "{number} is too large; write the value as a string"
+            )),
+        },
+        Value::Array(items) => items
+            .iter()
+            .map(json_to_toml)
+            .collect::<Result<Vec<_>, _>>()
+            .map(toml::Value::Array),
+        Value::Object(members) => match (members.len(), members.get("regex")) {
+            (1, Some(Value::String(source))) => {
+                let mut table = toml::Table::new();
+                table.insert("regex".to_owned(), toml::Value::String(source.clone()));
+                Ok(toml::Value::Table(table))
+            }
+            _ => Err(format!(
+                "an object must be exactly {{\"regex\": \"…\"}}; {CONDITION_SHAPES}"
+            )),
+        },
+        Value::Null => Err(format!("null is not a condition; {CONDITION_SHAPES}")),
+    }
+}
+
+/// A TOML condition (from the revocation file) as the JSON that `GET /revocations` shows and a
+/// `POST` would take. Only shapes that compiled reach here; anything else is rendered as text.
+pub fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(text) => Value::String(text.clone()),
+        toml::Value::Integer(integer) => Value::from(*integer),
+        toml::Value::Boolean(flag) => Value::Bool(*flag),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.clone(), toml_to_json(value)))
+                .collect(),
+        ),
+        toml::Value::Float(number) => Value::String(number.to_string()),
+        toml::Value::Datetime(datetime) => Value::String(datetime.to_string()),
+    }
+}
