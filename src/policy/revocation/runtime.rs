@@ -150,7 +150,7 @@ impl RuntimeEntry {
                             "`until` {until} is in the past; the entry would never apply"
                         ));
                     }
-                    entry.until = Some(until);
+                    entry.until = Some(rfc3339_seconds(at));
                 }
                 _ => {
                     entry.conditions.insert(key, value);
@@ -190,6 +190,17 @@ impl RuntimeEntry {
             reason: self.reason.clone(),
             until,
         })
+    }
+}
+
+/// `2026-12-31T00:00:00Z` for Unix seconds: how `until` is stored and shown, whatever
+/// offset it was written with.
+pub fn rfc3339_seconds(unix: i64) -> String {
+    let since = std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    let text = clock::format_rfc3339_millis(std::time::UNIX_EPOCH + since);
+    match text.strip_suffix(".000Z") {
+        Some(seconds) => format!("{seconds}Z"),
+        None => text,
     }
 }
 
@@ -249,5 +260,132 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
         ),
         toml::Value::Float(number) => Value::String(number.to_string()),
         toml::Value::Datetime(datetime) => Value::String(datetime.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::claims::Claims;
+
+    fn claims(json: Value) -> Claims {
+        Claims::from_json_object(json.as_object().expect("object"))
+    }
+
+    fn post(body: &str) -> Result<RuntimeEntry, String> {
+        RuntimeEntry::from_request(body.as_bytes(), 1_000)
+    }
+
+    #[test]
+    fn a_posted_entry_means_what_the_same_file_entry_means() {
+        let entry = post(
+            r#"{"repository": "acme/*", "run_attempt": 1, "ref_protected": true,
+                "ref": ["refs/heads/main", {"regex": "refs/tags/v[0-9]+"}],
+                "reason": "leak", "until": "2026-12-31T01:00:00+01:00"}"#,
+        )
+        .expect("valid");
+        assert_eq!(entry.id.len(), 16);
+        assert!(entry.id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(entry.reason, "leak");
+        assert_eq!(entry.until.as_deref(), Some("2026-12-31T00:00:00Z"));
+        assert!(!entry.conditions.contains_key("reason"));
+        let compiled = entry.compile().expect("compiles");
+        let file = super::super::RevocationList::parse(
+            r#"[[revoke]]
+            repository = "acme/*"
+            run_attempt = 1
+            ref_protected = true
+            ref = ["refs/heads/main", { regex = "refs/tags/v[0-9]+" }]
+            "#,
+        )
+        .expect("file");
+        for (job, revoked) in [
+            (
+                serde_json::json!({"repository": "acme/app", "run_attempt": "1",
+                    "ref_protected": "true", "ref": "refs/tags/v12"}),
+                true,
+            ),
+            (
+                serde_json::json!({"repository": "acme/app", "run_attempt": "1",
+                    "ref_protected": "true", "ref": "refs/tags/v1x"}),
+                false,
+            ),
+            (
+                serde_json::json!({"repository": "other/app", "run_attempt": "1",
+                    "ref_protected": "true", "ref": "refs/heads/main"}),
+                false,
+            ),
+            (
+                serde_json::json!({"repository": "acme/app", "run_attempt": "2",
+                    "ref_protected": "true", "ref": "refs/heads/main"}),
+                false,
+            ),
+        ] {
+            let job = claims(job);
+            assert_eq!(compiled.conditions.matches(&job), revoked, "{job:?}");
+            assert_eq!(file.find(&job, 0).is_some(), revoked, "{job:?}");
+        }
+        assert_eq!(
+            file.entries[0].conditions_json, entry.conditions,
+            "a file entry renders as the JSON a POST takes"
+        );
+    }
+
+    #[test]
+    fn invalid_entries_are_refused_with_a_message() {
+        for (body, expected) in [
+            (r#"{"reason": "x"}"#, "without conditions"),
+            (r#"{}"#, "without conditions"),
+            (r#"[{"run_id": "1"}]"#, "JSON object"),
+            (r#""run_id""#, "JSON object"),
+            (r#"{"run_id": "1""#, "not JSON"),
+            (r#"{"run_id": null}"#, "null"),
+            (r#"{"run_id": 1.5}"#, "float"),
+            (r#"{"run_id": 18446744073709551615}"#, "too large"),
+            (r#"{"run_id": {"glob": "1"}}"#, "regex"),
+            (r#"{"run_id": {"regex": "1", "x": 2}}"#, "regex"),
+            (r#"{"run_id": {"regex": 1}}"#, "regex"),
+            (r#"{"run_id": {"regex": "("}}"#, "regex"),
+            (r#"{"run_id": [["1"]]}"#, "nested"),
+            (r#"{"run_id": []}"#, "empty list"),
+            (r#"{"run_id": [null]}"#, "null"),
+            (r#"{"run_id": "1", "reason": 5}"#, "reason"),
+            (r#"{"run_id": "1", "until": "tomorrow"}"#, "RFC 3339"),
+            (r#"{"run_id": "1", "until": 1798675200}"#, "RFC 3339"),
+            (
+                r#"{"run_id": "1", "until": "2026-12-31T00:00:00"}"#,
+                "until",
+            ),
+            (
+                r#"{"run_id": "1", "until": "1970-01-01T00:00:00Z"}"#,
+                "past",
+            ),
+        ] {
+            let error = post(body).expect_err(body);
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+        let large = format!(r#"{{"run_id": "{}"}}"#, "1".repeat(MAX_ENTRY_BYTES));
+        assert!(post(&large).expect_err("large").contains("larger"));
+    }
+
+    #[test]
+    fn entries_travel_as_json() {
+        let entry = post(r#"{"check_run_id": "527", "reason": "leak"}"#).expect("valid");
+        let text = serde_json::to_string(&entry).expect("serialises");
+        assert!(!text.contains("until"), "{text}");
+        let back: RuntimeEntry = serde_json::from_str(&text).expect("deserialises");
+        assert_eq!(back, entry);
+        let newer: RuntimeEntry = serde_json::from_str(
+            r#"{"id": "ab", "conditions": {"run_id": "1"}, "added_by": "someone"}"#,
+        )
+        .expect("unknown members are ignored");
+        assert_eq!(newer.reason, "");
+        assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn until_is_shown_in_utc_to_the_second() {
+        assert_eq!(rfc3339_seconds(1_798_675_200), "2026-12-31T00:00:00Z");
+        assert_eq!(rfc3339_seconds(0), "1970-01-01T00:00:00Z");
     }
 }
