@@ -37,10 +37,15 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "NAME=VALUE")]
     pub claim: Vec<String>,
     /// Why, for the audit trail and `--list`.
-    #[arg(long, requires = "claim")]
+    #[arg(long, requires = "claim", conflicts_with_all = ["list", "delete"])]
     pub reason: Option<String>,
     /// Lift the entry after this long, e.g. 2h or 7d (default: until deleted).
-    #[arg(long = "for", value_name = "DURATION", requires = "claim")]
+    #[arg(
+        long = "for",
+        value_name = "DURATION",
+        requires = "claim",
+        conflicts_with_all = ["list", "delete"]
+    )]
     pub for_duration: Option<String>,
     /// Print every entry in force, from the file and runtime.
     #[arg(long)]
@@ -358,6 +363,7 @@ mod tests {
         assert!(parse(&["--list", "--delete", "x"]).is_err());
         assert!(parse(&["--list", "--claim", "a=b"]).is_err());
         assert!(parse(&["--list", "--reason", "x"]).is_err());
+        assert!(parse(&["--delete", "x", "--for", "1h"]).is_err());
         for claim in ["novalue", "=x", "reason=x", "until=x"] {
             let args = parse(&["--claim", claim]).expect("parses");
             assert!(entry_body(&args, 0).is_err(), "{claim}");

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::RevocationStore;
 use super::runtime::{MAX_RUNTIME_ENTRIES, RuntimeEntry, RuntimeRevocations, RuntimeStoreError};
+use super::store::RevocationStore;
 use crate::clock;
 
 /// The file's layout: `[[entry]]` tables, each a [`RuntimeEntry`].
