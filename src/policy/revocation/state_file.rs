@@ -277,4 +277,40 @@ mod tests {
         StateFile::open(path, Arc::clone(&restarted)).expect("reopen");
         assert_eq!(restarted.runtime().entries[0].entry.id, "00000000000000b2");
     }
+
+    /// An entry with one glob condition: cheap to compile ten thousand times.
+    fn small(id: &str) -> RuntimeEntry {
+        let mut conditions = serde_json::Map::new();
+        conditions.insert("check_run_id".into(), serde_json::json!(id));
+        RuntimeEntry {
+            id: id.into(),
+            conditions,
+            reason: String::new(),
+            until: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_list_refuses_more_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runtime.toml");
+        let store = Arc::new(RevocationStore::default());
+        let state = StateFile::open(path.clone(), Arc::clone(&store)).expect("open");
+        store.replace_runtime(
+            (0..MAX_RUNTIME_ENTRIES)
+                .map(|n| small(&format!("{n:016x}")))
+                .collect(),
+        );
+        assert_eq!(
+            state.add(small("ffffffffffffffff")).await,
+            Err(RuntimeStoreError::Full)
+        );
+        assert!(!path.exists());
+        assert!(state.remove(&format!("{:016x}", 5)).await.expect("remove"));
+        state
+            .add(small("ffffffffffffffff"))
+            .await
+            .expect("room again");
+        assert_eq!(read(&path, 0).expect("read").len(), MAX_RUNTIME_ENTRIES);
+    }
 }
