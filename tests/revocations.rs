@@ -241,7 +241,12 @@ fn a_posted_entry_refuses_that_job_as_soon_as_the_201_arrives_and_a_delete_lifts
         &world,
         r#"{"check_run_id": "3001", "reason": "leaked runner"}"#,
     );
+    let answered = Instant::now();
     assert_revoked(&call(&world, &job));
+    eprintln!(
+        "first 403 {:?} after the 201 (the first request sent after it)",
+        answered.elapsed()
+    );
     assert_eq!(call(&world, &other).status, 200);
     assert_eq!(revocations_metric(&world, "runtime"), Some(1.0));
     assert_eq!(revocations_metric(&world, "file"), Some(0.0));
