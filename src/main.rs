@@ -55,6 +55,9 @@ enum Command {
     /// Show which route a request matches and, rule by rule, why its token would be
     /// allowed or denied. The signature is NOT checked.
     Explain(jobgate::cli::explain::ExplainArgs),
+    /// Add, list or delete runtime revocations on the running gateway that a config
+    /// describes, through its admin API.
+    Revoke(jobgate::cli::revoke::RevokeArgs),
     /// Validate a config without touching the network.
     Check {
         /// The config file.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             jobgate::cli::demo::run(args)
         }
         Command::Explain(args) => jobgate::cli::explain::run(args),
+        Command::Revoke(args) => jobgate::cli::revoke::run(args),
         Command::Check { config } => match jobgate::config::load(&config) {
             Ok(loaded) => {
                 print!("{}", jobgate::cli::check::summary(&loaded));

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub connections: IntGauge,
     pub connections_refused_total: IntCounterVec,
+    /// Revocation entries in force, by where they come from (`file`, `runtime`).
+    pub revocations: IntGaugeVec,
 }
 
 /// Latency buckets from 50 µs to 10 s: a cached auth step lives in the first few.
@@ -175,8 +177,15 @@ impl Metrics {
                 "Client connections closed by a limit, by reason.",
                 &["reason"],
             ),
+            revocations: gauge_vec(
+                &registry,
+                "jobgate_revocations",
+                "Revocation entries in force, by source (file, runtime).",
+                &["source"],
+            ),
             registry,
         };
+        metrics.set_revocations(0, 0);
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -188,6 +197,17 @@ impl Metrics {
     pub fn set_config_info(&self, sha256: &str) {
         self.config_info.reset();
         self.config_info.with_label_values(&[sha256]).set(1);
+    }
+
+    /// `jobgate_revocations`: both series always exist, at zero without entries.
+    pub fn set_revocations(&self, file: usize, runtime: usize) {
+        let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+        self.revocations
+            .with_label_values(&["file"])
+            .set(gauge(file));
+        self.revocations
+            .with_label_values(&["runtime"])
+            .set(gauge(runtime));
     }
 
     /// The text exposition format for `GET /metrics`.

@@ -29,6 +29,8 @@ pub struct Config {
     pub issuers: Vec<Arc<IssuerConfig>>,
     pub routes: Vec<RouteConfig>,
     pub revocation_file: Option<PathBuf>,
+    /// `[revocation] state_file`: where runtime revocations live without `[cluster]`.
+    pub revocation_state_file: Option<PathBuf>,
     /// Non-fatal findings that `check` prints and `serve` logs.
     pub warnings: Vec<Diagnostic>,
 }
@@ -56,6 +58,68 @@ pub struct ServerConfig {
     pub token_cache_entries: usize,
     /// Peers whose `X-Forwarded-For` names the client (SPEC §8); empty by default.
     pub trusted_proxies: super::TrustedProxies,
+    /// From `admin_token_file`: enables the `/revocations` admin API (SPEC §9).
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin API's bearer token, read from `admin_token_file` at each config load. Only its
+/// SHA-256 digest is kept, so the token itself cannot end up in a log or a `Debug` dump.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// The file it was read from: `jobgate revoke` reads the token there itself.
+    pub path: PathBuf,
+    digest: [u8; 32],
+}
+
+impl AdminToken {
+    pub fn new(path: PathBuf, token: &str) -> AdminToken {
+        AdminToken {
+            path,
+            digest: sha256(token.as_bytes()),
+        }
+    }
+
+    /// The token held by `path`: one line, trimmed. The error says what is wrong with the
+    /// file and never quotes it.
+    pub fn read_file(path: &std::path::Path) -> Result<String, String> {
+        /// A token file longer than this is not a token file.
+        const MAX_BYTES: u64 = 4096;
+        let metadata = std::fs::metadata(path).map_err(|e| format!("cannot be read ({e})"))?;
+        if metadata.len() > MAX_BYTES {
+            return Err(format!("is larger than {MAX_BYTES} bytes"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read ({e})"))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err("is empty".to_owned());
+        }
+        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(
+                "holds more than one line, spaces, or characters that are not printable ASCII"
+                    .to_owned(),
+            );
+        }
+        Ok(token.to_owned())
+    }
+
+    /// Whether `presented` is the token. Digests of equal length are compared in constant
+    /// time, so the answer's timing says nothing about how much of a guess was right.
+    pub fn accepts(&self, presented: &[u8]) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(presented), &self.digest).is_ok()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminToken({}: <redacted>)", self.path.display())
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,6 +93,8 @@ pub struct ServerSection {
     pub token_cache_entries: Option<Spanned<i64>>,
     /// CIDRs or addresses whose `X-Forwarded-For` is believed (SPEC §8).
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Enables the `/revocations` admin API (SPEC §9): a file holding its bearer token.
+    pub admin_token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,4 +166,6 @@ pub type RuleTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 #[serde(deny_unknown_fields)]
 pub struct RevocationSection {
     pub file: Option<Spanned<String>>,
+    /// Where runtime revocations live without `[cluster]` (SPEC §9).
+    pub state_file: Option<Spanned<String>>,
 }

@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics` (SPEC §5), on its own address so
-//! that the proxy port never exposes them.
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` (SPEC §5), and the
+//! `/revocations` API (SPEC §9, in `ops::revocations`), on its own address so that the proxy
+//! port never exposes them.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -7,11 +8,13 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics::metrics;
+use crate::ops::revocations::{RevocationApi, is_api_path};
 use crate::proxy::state::{GatewayState, SharedState};
 
 /// Serves the admin endpoints from the live state.
 pub struct AdminApp {
     pub state: SharedState,
+    pub revocations: RevocationApi,
 }
 
 /// What `/readyz` reports: ready, or the list of what is missing.
@@ -44,6 +47,10 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let plain = "text/plain; charset=utf-8";
+        if is_api_path(session.req_header().uri.path()) {
+            let state = self.state.load_full();
+            return self.revocations.respond(&state, session).await;
+        }
         if session.req_header().method != http::Method::GET
             && session.req_header().method != http::Method::HEAD
         {
@@ -67,7 +74,7 @@ impl ServeHttp for AdminApp {
             _ => text(
                 StatusCode::NOT_FOUND,
                 plain,
-                "not found: try /healthz, /readyz or /metrics\n".into(),
+                "not found: try /healthz, /readyz, /metrics or /revocations\n".into(),
             ),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! - `server`: start-up (listeners, TLS, worker threads), signals and graceful shutdown;
 //! - `admin`: the admin listener (`/healthz`, `/readyz`, `/metrics`);
+//! - `revocations`: its `/revocations` API (SPEC §9) and where runtime entries are kept;
 //! - `reload`: a new config on SIGHUP or when the file changes, swapped in whole, with
 //!   unchanged issuers keeping their keys.
 //!
@@ -13,4 +14,5 @@
 
 pub mod admin;
 pub mod reload;
+pub mod revocations;
 pub mod server;

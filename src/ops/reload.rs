@@ -55,6 +55,9 @@ impl Reloader {
         if listener_settings(&config) != listener_settings(&previous.config) {
             tracing::warn!("listen, admin_listen and TLS settings change only on restart");
         }
+        if config.revocation_state_file != previous.config.revocation_state_file {
+            tracing::warn!("`[revocation] state_file` changes only on restart");
+        }
         for warning in &config.warnings {
             tracing::warn!(
                 "{}:{}:{}: {}",

@@ -151,6 +151,8 @@ pub fn serve_with(
         idle_timeout: config.server.idle_timeout,
     };
     let revocations = Arc::new(RevocationStore::default());
+    let runtime_revocations =
+        crate::ops::revocations::runtime_store(&config, &revocations).map_err(ServeError::Setup)?;
     let state: SharedState = Arc::new(ArcSwap::from_pointee(
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
     ));
@@ -203,7 +205,15 @@ pub fn serve_with(
     };
     let guard = ConnGuard::new(Arc::new(proxy), limits, acceptor, conn_metrics);
     let proxy = GuardedService::new("jobgate proxy", listeners, guard);
-    let mut admin = Service::new("jobgate admin".to_string(), AdminApp { state });
+    let mut admin = Service::new(
+        "jobgate admin".to_string(),
+        AdminApp {
+            state,
+            revocations: crate::ops::revocations::RevocationApi {
+                runtime: runtime_revocations,
+            },
+        },
+    );
     admin.add_tcp(&admin_listen);
     server.add_service(proxy);
     server.add_service(admin);

@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError, Diagnostic};
 use diagnostics::Diagnostics;
 use issuer::compile_issuers;
 use route::compile_routes;
-use server::{compile_audit, compile_revocation, compile_server};
+use server::{compile_audit, compile_revocation, compile_revocation_state_file, compile_server};
 
 pub use issuer::DEFAULT_GITHUB_HEADERS;
 
@@ -44,6 +44,8 @@ pub fn compile(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let issuers = compile_issuers(&file.issuer, &mut diagnostics);
     let routes = compile_routes(&file.route, &file.issuer, &issuers, base, &mut diagnostics);
     let revocation_file = compile_revocation(file.revocation.as_ref(), base, &mut diagnostics);
+    let revocation_state_file =
+        compile_revocation_state_file(file.revocation.as_ref(), base, &mut diagnostics);
     let warnings = diagnostics.finish().map_err(|errors| ConfigError {
         file: path.to_path_buf(),
         errors,
@@ -56,6 +58,7 @@ pub fn compile(text: &str, path: &Path) -> Result<Config, ConfigError> {
         issuers: issuers.into_iter().map(Arc::new).collect(),
         routes,
         revocation_file,
+        revocation_state_file,
         warnings,
     })
 }

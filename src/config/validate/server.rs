@@ -1,5 +1,5 @@
 //! `[server]`, `[audit]` and `[revocation]`: listeners, TLS files, worker threads, the
-//! client-connection limits, the audit output and the revocation file.
+//! client-connection limits, the admin token, the audit output and the revocation files.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diagnostics::{Diagnostics, config_path, duration, positive_duration, warn_if_missing};
 use crate::config::file::{AuditSection, RevocationSection, ServerSection};
-use crate::config::{AuditOutput, ServerConfig, TlsFiles, TrustedProxies};
+use crate::config::{AdminToken, AuditOutput, ServerConfig, TlsFiles, TrustedProxies};
 
 pub(super) fn compile_server(
     section: &ServerSection,
@@ -57,7 +57,55 @@ pub(super) fn compile_server(
         )
         .unwrap_or(100_000),
         trusted_proxies: compile_trusted_proxies(section, d),
+        admin_token: compile_admin_token(section, base, d),
     }
+}
+
+/// `admin_token_file`: one line, trimmed, read at every load so that a reload picks up a new
+/// token. The token never appears in a message.
+fn compile_admin_token(
+    section: &ServerSection,
+    base: &Path,
+    d: &mut Diagnostics,
+) -> Option<AdminToken> {
+    let value = section.admin_token_file.as_ref()?;
+    let path = config_path(d, "admin_token_file", value, base);
+    if value.get_ref().trim().is_empty() {
+        return None;
+    }
+    let token = match AdminToken::read_file(&path) {
+        Ok(token) => token,
+        Err(problem) => {
+            d.error(
+                &value.span(),
+                format!(
+                    "`admin_token_file` {}: {problem}; it must hold the admin API's bearer \
+                     token on one line, e.g. made with `openssl rand -hex 32 > admin.token`",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+    };
+    if !is_loopback(&compile_admin_listen_addr(section)) {
+        d.warn(
+            &value.span(),
+            "the admin API is enabled on an `admin_listen` address that is not loopback: the \
+             admin listener has no TLS, so its bearer token crosses the network in clear text",
+        );
+    }
+    Some(AdminToken::new(path, &token))
+}
+
+fn compile_admin_listen_addr(section: &ServerSection) -> Option<SocketAddr> {
+    match &section.admin_listen {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        Some(value) => value.get_ref().parse().ok(),
+    }
+}
+
+fn is_loopback(addr: &Option<SocketAddr>) -> bool {
+    addr.is_none_or(|addr| addr.ip().is_loopback())
 }
 
 /// Each entry a CIDR or one address; every bad entry is reported at its own place.
@@ -234,4 +282,29 @@ pub(super) fn compile_revocation(
 ) -> Option<PathBuf> {
     let file = section?.file.as_ref()?;
     Some(config_path(d, "revocation file", file, base))
+}
+
+/// `[revocation] state_file`; its contents are read when `serve` starts, not here.
+pub(super) fn compile_revocation_state_file(
+    section: Option<&RevocationSection>,
+    base: &Path,
+    d: &mut Diagnostics,
+) -> Option<PathBuf> {
+    let file = section?.state_file.as_ref()?;
+    let path = config_path(d, "state_file", file, base);
+    if let Some(file_path) = section
+        .and_then(|section| section.file.as_ref())
+        .map(|file| base.join(file.get_ref()))
+        .filter(|file_path| *file_path == path)
+    {
+        d.error(
+            &file.span(),
+            format!(
+                "`state_file` {} is also the revocation `file`; give runtime entries a file of \
+                 their own (jobgate rewrites it)",
+                file_path.display()
+            ),
+        );
+    }
+    Some(path)
 }

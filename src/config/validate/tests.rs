@@ -1008,3 +1008,84 @@ fn single_use_is_for_authenticated_routes_only() {
         "is public (auth = false): it has no token to admit once",
     );
 }
+
+/// `compile` relative to `dir`, which holds the token files.
+fn compile_in(dir: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    compile(text, &dir.join("jobgate.toml")).map_err(|error| error.errors)
+}
+
+#[test]
+fn admin_token_file_is_read_trimmed_and_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin.token"), "  s3cret-token \n").expect("write");
+    let text = format!("[server]\nadmin_token_file = \"admin.token\"\n{BASE}");
+    let config = compile_in(dir.path(), &text).expect("valid");
+    let token = config.server.admin_token.as_ref().expect("token read");
+    assert_eq!(token.path, dir.path().join("admin.token"));
+    assert!(token.accepts(b"s3cret-token"));
+    assert!(!token.accepts(b"s3cret-token "));
+    assert!(!token.accepts(b"s3cret-toke"));
+    assert!(!token.accepts(b""));
+    assert!(!format!("{config:?}").contains("s3cret"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(self::config(BASE).server.admin_token, None);
+}
+
+#[test]
+fn unusable_admin_token_files_are_refused_at_their_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("empty.token"), "").expect("write");
+    std::fs::write(dir.path().join("blank.token"), " \n\t\n").expect("write");
+    std::fs::write(dir.path().join("two.token"), "one\ntwo\n").expect("write");
+    for (file, needle) in [
+        ("missing.token", "cannot be read"),
+        ("empty.token", "is empty"),
+        ("blank.token", "is empty"),
+        ("two.token", "more than one line"),
+        (".", "cannot be read"),
+    ] {
+        let text = format!("[server]\nadmin_token_file = \"{file}\"\n{BASE}");
+        let errors = compile_in(dir.path(), &text).expect_err(file);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 2, "{errors:?}");
+        assert!(errors[0].message.contains("admin_token_file"), "{errors:?}");
+        assert!(errors[0].message.contains(needle), "{file}: {errors:?}");
+        assert!(!errors[0].message.contains("one\ntwo"), "{errors:?}");
+    }
+}
+
+#[test]
+fn admin_token_on_a_non_loopback_admin_listener_is_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin.token"), "t\n").expect("write");
+    let text = format!(
+        "[server]\nadmin_listen = \"0.0.0.0:9090\"\nadmin_token_file = \"admin.token\"\n{BASE}"
+    );
+    let config = compile_in(dir.path(), &text).expect("valid");
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert_eq!(config.warnings[0].line, 3);
+    assert!(config.warnings[0].message.contains("clear text"));
+}
+
+#[test]
+fn revocation_state_file_is_a_path_of_its_own() {
+    let config = config(&format!(
+        "{BASE}\n[revocation]\nfile = \"revoked.toml\"\nstate_file = \"state/runtime.toml\"\n"
+    ));
+    assert_eq!(
+        config.revocation_state_file,
+        Some("/etc/jobgate/state/runtime.toml".into())
+    );
+    assert_eq!(self::config(BASE).revocation_state_file, None);
+    // Lines 1-12 are BASE, line 13 is blank.
+    assert_error(
+        &format!("{BASE}\n[revocation]\nfile = \"r.toml\"\nstate_file = \"r.toml\"\n"),
+        16,
+        "also the revocation `file`",
+    );
+    assert_error(
+        &format!("{BASE}\n[revocation]\nstate_file = \" \"\n"),
+        15,
+        "`state_file` is empty",
+    );
+}
