@@ -17,7 +17,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jobgate::auth::keys::KeyStore;
 use jobgate::auth::keys::jwks::{KeyChoice, KeySet, parse_jwks};
-use jobgate::auth::verify::token_cache::{CacheCheck, TokenCache, TokenDigest};
+use jobgate::auth::verify::token_cache::{CacheCheck, TokenCache, TokenKey};
 use jobgate::auth::verify::{
     Authenticator, check_request, check_signature, parse_claims, parse_header, verify_with_key,
 };
@@ -130,15 +130,20 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    // The cache alone: digest, shard lookup, per-request checks.
+    // The cache alone: keyed hash, set lookup, byte compare, per-request checks.
     let cache = TokenCache::new(100_000);
     let verified = Arc::new(verify_with_key(&f.issuer, 1, key, &header, &parts).expect("valid"));
-    cache.insert(TokenDigest::of(&f.token), Arc::clone(&verified), f.now);
+    cache.insert(
+        TokenKey::of(&f.token),
+        &f.token,
+        Arc::clone(&verified),
+        f.now,
+    );
     c.bench_function("cached_verify", |b| {
         b.iter(|| {
-            let digest = TokenDigest::of(black_box(&f.token));
+            let token = black_box(&f.token);
             let hit = cache
-                .get(&digest, f.now, |_| CacheCheck::Use)
+                .get(&TokenKey::of(token), token, f.now, |_| CacheCheck::Use)
                 .expect("a hit");
             check_request(&hit, &f.issuer, AUD, f.now).expect("accepted");
             hit

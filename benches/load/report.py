@@ -19,15 +19,28 @@ LABELS = {
     "jg_public": "jobgate, public route",
     "jg_fresh": "jobgate, authenticated route",
     "jg_audit": "jobgate, authenticated, audit to file",
+    "jg_limits": "jobgate, authenticated route + two limits",
+    "floor": "floor: bare Pingora proxy (same version, same allocator)",
     "nginx": "nginx, plain proxy, no auth",
     "haproxy": "HAProxy 2.6, jwt_verify",
 }
 
 # (mode, numerator, denominator, what, goal or None). `goal` is a minimum.
+# CPU µs per request against a baseline, within each round: (mode, target, baseline, what,
+# kind, goal). kind "ratio": target ÷ baseline, goal a maximum; "minus": target − baseline µs.
+CPU_VS = [
+    ("reused", "jg_public", "floor", "jobgate public route ÷ floor", "ratio", 1.05),
+    ("reused", "jg_auth", "floor", "jobgate auth, token reused (cached) ÷ floor", "ratio", 1.35),
+    ("fresh", "jg_fresh", "floor", "jobgate auth, fresh token − floor (µs)", "minus", 45.0),
+    ("limits", "jg_limits", "jg_auth", "two limits (check_run_id, client_ip) ÷ none", "ratio", 1.05),
+    ("reused", "nginx", "floor", "nginx no auth ÷ floor", "ratio", None),
+]
+
 RATIOS = [
     ("reused", "jg_auth", "nginx", "jobgate auth (token reused) / nginx no auth", 1.0),
-    ("reused", "jg_auth", "haproxy", "jobgate auth (token reused) / HAProxy jwt_verify", 2.0),
-    ("fresh", "jg_fresh", "haproxy", "jobgate auth (fresh token) / HAProxy jwt_verify", 1.5),
+    ("reused", "jg_auth", "haproxy", "jobgate auth (token reused) / HAProxy jwt_verify", 1.5),
+    ("fresh", "jg_fresh", "haproxy", "jobgate auth (fresh token) / HAProxy jwt_verify", 1.0),
+    ("reused", "floor", "nginx", "floor (bare Pingora) / nginx no auth", None),
     ("reused", "haproxy", "nginx", "HAProxy jwt_verify / nginx no auth (issue: ≈ 0.47)", None),
     ("reused", "jg_public", "nginx", "jobgate public route / nginx no auth", None),
     ("fresh", "jg_fresh", "nginx", "jobgate auth (fresh token) / nginx no auth", None),
@@ -119,8 +132,9 @@ def main():
         ),
         "latency": "Latency at low load (wrk -t1 -c1, token reused)",
         "audit": "Audit log cost (token reused; audit JSON lines appended to a file)",
+        "limits": "Rate-limit cost (token reused; the same route with two `[[route.limit]]`s, never refusing)",
     }
-    modes = [m for m in ("reused", "fresh", "latency", "audit") if any(k[0] == m for k in by)]
+    modes = [m for m in ("reused", "fresh", "latency", "limits", "audit") if any(k[0] == m for k in by)]
     for mode in modes:
         targets = []
         for row in rows:
@@ -129,7 +143,7 @@ def main():
         w(f"### {mode_titles[mode]}")
         w("")
         header = "| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | of which kernel | upstream CPU µs/req | other load (cores) |"
-        extra = mode in ("fresh", "reused", "audit") and any(t.startswith("jg_") for t in targets)
+        extra = mode in ("fresh", "reused", "limits", "audit") and any(t.startswith("jg_") for t in targets)
         if extra:
             header += " jobgate cache misses |"
         if mode == "latency":
@@ -202,6 +216,25 @@ def main():
                 f"| {mode}: {den} CPU µs/req ÷ {num} CPU µs/req (CPU-efficiency view) | {median(values):.2f} "
                 f"| {' '.join(f'{v:.2f}' for v in values)} | (≥ {goal:.2f}) | {'met' if median(values) >= goal else 'missed'} |"
             )
+    cpu_lines = []
+    for mode, num, den, what, kind, goal in CPU_VS:
+        values = []
+        for (m, _), group in sorted(per_round.items()):
+            if m == mode and num in group and den in group and group[den]["cpu_us"]:
+                a, b = group[num]["cpu_us"], group[den]["cpu_us"]
+                values.append(a / b if kind == "ratio" else a - b)
+        if not values:
+            continue
+        med = median(values)
+        digits = 2 if kind == "ratio" else 1
+        if goal is None:
+            goal_text, status = "—", "—"
+        else:
+            goal_text = f"≤ {goal:.{digits}f}"
+            status = "**met**" if med <= goal else "**missed**"
+        cpu_lines.append(
+            f"| {what} | {med:.{digits}f} | {' '.join(f'{v:.{digits}f}' for v in values)} | {goal_text} | {status} |"
+        )
     latency_adds = []
     for (m, _), group in sorted(per_round.items()):
         if m == "latency" and "jg_auth" in group and "direct" in group:
@@ -214,6 +247,13 @@ def main():
             f"{' '.join(f'{v:.0f}' for v in latency_adds)} | < 100 | {status} |"
         )
     w("")
+    if cpu_lines:
+        w("### Against the floor (proxy CPU µs per request; computed within each round, then the median)")
+        w("")
+        w("| comparison | median | per round | goal | status |")
+        w("|---|---|---|---|---|")
+        out.extend(cpu_lines)
+        w("")
     w(
         "Notes: proxy CPU is utime+stime of the proxy's own processes from /proc/<pid>/stat "
         "(nginx: master + workers) over the run ÷ requests, `of which kernel` its stime share; `other load` is machine CPU (/proc/stat) "

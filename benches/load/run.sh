@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# jobgate load benchmark: jobgate vs nginx (no auth) vs HAProxy 2.6 `jwt_verify`, on loopback.
+# jobgate load benchmark: jobgate vs a bare Pingora proxy (the floor) vs nginx (no auth) vs
+# HAProxy 2.6 `jwt_verify`, on loopback.
 #
 #   bash benches/load/run.sh                 # defaults: 5 rounds, 5 s per run, wrk -t1 -c32
 #   bash benches/load/run.sh -r 7 -d 10 -c 64 --workers 2
+#   bash benches/load/run.sh --modes callgrind --no-build   # instructions per request only
 #   bash benches/load/run.sh --help
 #
 # What it does (README.md beside this file has the details and how to read the table):
-#  1. installs wrk, nginx, haproxy (Debian packages) if missing, builds jobgate (release);
+#  1. installs wrk, nginx, haproxy (Debian packages) if missing, builds jobgate and the
+#     floor (examples/floor.rs: bare Pingora, same Cargo.lock and allocator) in release;
 #  2. makes an RSA-2048 key, its JWKS and PEM, and GitHub-Actions-shaped RS256 tokens in a
 #     temporary directory (never in the tree);
 #  3. starts on 127.0.0.1: nginx as upstream (`return 200 "ok"`) and as the issuer's static
-#     JWKS/discovery server, jobgate (authenticated + public route), nginx as a plain
-#     reverse proxy, HAProxy with jwt_verify against the same key;
+#     JWKS/discovery server, jobgate (authenticated, rate-limited and public routes), the
+#     floor, nginx as a plain reverse proxy, HAProxy with jwt_verify against the same key;
 #  4. checks every target answers as it should (200 with a valid token, 401 without, ...);
 #  5. runs the targets in rotation (A B C D, A B C D, ...) per mode with identical wrk
 #     settings, sampling each proxy's CPU time from /proc/<pid>/stat around every run;
@@ -33,11 +36,12 @@ CONNS=32
 WORKERS=1
 PORT_BASE=18400
 TOKEN_COUNT=2000
-MODES="reused fresh latency audit memory"
+MODES="reused fresh latency limits audit memory"
 MEM_TOKENS=100000
 MEM_CONNS=1000
 BUILD=1
 JOBGATE_BIN=""
+FLOOR_BIN=""
 KEEP=0
 OUT_DIR=""
 PERF=0
@@ -55,15 +59,18 @@ usage: bash benches/load/run.sh [options]
       --workers N       worker processes/threads of EVERY proxy and of the upstream:
                         nginx worker_processes, HAProxy nbthread, jobgate [server] threads
                         (default $WORKERS)
-      --modes "LIST"    any of: reused fresh latency audit memory (default "$MODES")
+      --modes "LIST"    any of: reused fresh latency limits audit memory callgrind
+                        (default "$MODES"; callgrind = --callgrind)
       --tokens N        size of the fresh-token ring (default $TOKEN_COUNT)
       --memory-tokens N memory mode: jobgate's token_cache_entries, and the number of
                         distinct tokens cached; N + 30 % are sent in all (default $MEM_TOKENS)
       --memory-conns N  memory mode: idle keep-alive connections held open, at most 4000
                         (default $MEM_CONNS)
-      --port-base P     uses ports P+1 .. P+14 on 127.0.0.1 (default $PORT_BASE)
-      --no-build        do not run cargo build; use target/release/jobgate as it is
+      --port-base P     uses ports P+1 .. P+15 on 127.0.0.1 (default $PORT_BASE)
+      --no-build        do not run cargo build; use target/release/jobgate and
+                        target/release/examples/floor as they are
       --jobgate PATH    benchmark this jobgate binary (implies --no-build)
+      --floor PATH      use this floor binary (bare Pingora proxy, examples/floor.rs)
       --haproxy-full    HAProxy also checks nbf and the route's allow rule and sets two
                         identity headers, like jobgate (default: alg, signature, iss, aud, exp)
       --perf            after the table, profile jobgate with perf (reused and fresh runs)
@@ -89,6 +96,7 @@ while [[ $# -gt 0 ]]; do
         --port-base) PORT_BASE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --jobgate) JOBGATE_BIN=$2; BUILD=0; shift 2 ;;
+        --floor) FLOOR_BIN=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --callgrind) CALLGRIND=1; shift ;;
         --haproxy-full) HAPROXY_FULL=1; shift ;;
@@ -106,8 +114,9 @@ done
 MEMORY=0
 for m in $MODES; do
     case $m in
-        reused|fresh|latency|audit) ;;
+        reused|fresh|latency|limits|audit) ;;
         memory) MEMORY=1 ;;
+        callgrind) CALLGRIND=1 ;;
         *) echo "run.sh: unknown mode $m" >&2; exit 2 ;;
     esac
 done
@@ -121,7 +130,7 @@ for tool in wrk nginx haproxy openssl curl python3; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # Building pingora needs cmake (libz-ng-sys) and a C compiler.
-if [[ $BUILD -eq 1 && -z $JOBGATE_BIN ]]; then
+if [[ $BUILD -eq 1 ]]; then
     command -v cmake >/dev/null 2>&1 || need+=(cmake)
 fi
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -139,15 +148,22 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
-# ---------------------------------------------------------------- jobgate binary
-if [[ -z $JOBGATE_BIN ]]; then
-    JOBGATE_BIN="$REPO/target/release/jobgate"
-    if [[ $BUILD -eq 1 ]]; then
-        log "cargo build --release"
-        (cd "$REPO" && timeout 1800 cargo build --release --bin jobgate) || die "cargo build --release failed"
-    fi
+# ---------------------------------------------------------------- jobgate and floor binaries
+# The floor is a bare Pingora proxy built from the same Cargo.lock with the same allocator
+# (examples/floor.rs): what jobgate costs over its engine.
+if [[ $BUILD -eq 1 ]]; then
+    log "cargo build --release (jobgate and the floor)"
+    (cd "$REPO" && timeout 1800 cargo build --release --locked --bin jobgate --example floor) \
+        || die "cargo build --release failed"
 fi
+[[ -n $JOBGATE_BIN ]] || JOBGATE_BIN="$REPO/target/release/jobgate"
+[[ -n $FLOOR_BIN ]] || FLOOR_BIN="$REPO/target/release/examples/floor"
 [[ -x $JOBGATE_BIN ]] || die "no jobgate binary at $JOBGATE_BIN (build it, or pass --jobgate PATH)"
+if [[ ! -x $FLOOR_BIN ]]; then
+    log "no floor binary at $FLOOR_BIN: cargo build --release --example floor"
+    (cd "$REPO" && timeout 1800 cargo build --release --locked --example floor) \
+        || die "cargo build --release --example floor failed (or pass --floor PATH)"
+fi
 
 # ---------------------------------------------------------------- work dir and cleanup
 WORK=$(mktemp -d /tmp/jobgate-load.XXXXXX)
@@ -157,6 +173,8 @@ chmod 700 "$WORK/key"
 # A private copy: others may rebuild target/ while the benchmark runs.
 cp "$JOBGATE_BIN" "$WORK/jobgate"
 JG="$WORK/jobgate"
+cp "$FLOOR_BIN" "$WORK/floor"
+FLOOR="$WORK/floor"
 
 STARTED_PIDS=()
 reap() {  # $1 pid already sent TERM, $2 tenths of a second to wait before KILL
@@ -210,7 +228,8 @@ P_CG=$((PORT_BASE + 11))      # --callgrind: the target under valgrind
 P_CG_ADMIN=$((PORT_BASE + 12))
 P_JGM=$((PORT_BASE + 13))     # memory mode: jobgate with token_cache_entries = MEM_TOKENS
 P_JGM_ADMIN=$((PORT_BASE + 14))
-for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 14))); do
+P_FLOOR=$((PORT_BASE + 15))   # the floor: bare Pingora proxy
+for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 15))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is in use; pick other ports with --port-base"
     fi
@@ -393,6 +412,32 @@ repository_owner_id = "51234567"
 ref = ["refs/heads/main", "refs/tags/v*"]
 environment = "production"
 
+# The same route with two limits high enough never to refuse: what counting costs (issue #12).
+[[route]]
+name = "limited"
+path_prefix = "/limited"
+upstream = "http://127.0.0.1:$P_UP"
+audience = "$AUDIENCE"
+
+[[route.limit]]
+key = "check_run_id"
+requests = 1000000000
+per = "1s"
+
+[[route.limit]]
+key = "client_ip"
+requests = 1000000000
+per = "1s"
+
+[[route.deny]]
+runner_environment = "self-hosted"
+
+[[route.allow]]
+repository_owner = "acme"
+repository_owner_id = "51234567"
+ref = ["refs/heads/main", "refs/tags/v*"]
+environment = "production"
+
 # Public: no token needed.
 [[route]]
 name = "public"
@@ -457,18 +502,20 @@ if [[ $MEMORY -eq 1 ]]; then
     fi
 fi
 
-log "starting upstream+issuer (nginx), jobgate x3, nginx proxy, haproxy; $WORKERS worker(s) each"
+log "starting upstream+issuer (nginx), jobgate x3, floor, nginx proxy, haproxy; $WORKERS worker(s) each"
 start upstream nginx -p "$WORK/" -e "$WORK/logs/upstream-early.log" -c "$WORK/conf/nginx-upstream.conf"
 wait_port "$P_UP" upstream "$PID_upstream"
 wait_port "$P_ISS" upstream "$PID_upstream"
 start jobgate "$JG" serve -c "$WORK/conf/jobgate.toml"
 start jobgate-fresh "$JG" serve -c "$WORK/conf/jobgate-fresh.toml"
 start jobgate-audit "$JG" serve -c "$WORK/conf/jobgate-audit.toml"
+start floor "$FLOOR" "127.0.0.1:$P_FLOOR" "127.0.0.1:$P_UP" "$WORKERS"
 start nginx-proxy nginx -p "$WORK/" -e "$WORK/logs/nginx-proxy-early.log" -c "$WORK/conf/nginx-proxy.conf"
 start haproxy haproxy -db -f "$WORK/conf/haproxy.cfg"
 wait_port "$P_JG" jobgate "$PID_jobgate"
 wait_port "$P_JGF" jobgate-fresh "$PID_jobgate_fresh"
 wait_port "$P_JGA" jobgate-audit "$PID_jobgate_audit"
+wait_port "$P_FLOOR" floor "$PID_floor"
 wait_port "$P_NGX" nginx-proxy "$PID_nginx_proxy"
 wait_port "$P_HAP" haproxy "$PID_haproxy"
 wait_ready "$P_JG_ADMIN" jobgate
@@ -483,6 +530,8 @@ declare -A URL PIDS ADMIN
 URL[direct]="http://127.0.0.1:$P_UP/api/bench";       PIDS[direct]=$PIDS_UPSTREAM
 URL[jg_auth]="http://127.0.0.1:$P_JG/api/bench";      PIDS[jg_auth]=$PID_jobgate;       ADMIN[jg_auth]=$P_JG_ADMIN
 URL[jg_public]="http://127.0.0.1:$P_JG/public/bench"; PIDS[jg_public]=$PID_jobgate;     ADMIN[jg_public]=$P_JG_ADMIN
+URL[jg_limits]="http://127.0.0.1:$P_JG/limited/bench"; PIDS[jg_limits]=$PID_jobgate;    ADMIN[jg_limits]=$P_JG_ADMIN
+URL[floor]="http://127.0.0.1:$P_FLOOR/api/bench";     PIDS[floor]=$PID_floor
 URL[jg_fresh]="http://127.0.0.1:$P_JGF/api/bench";    PIDS[jg_fresh]=$PID_jobgate_fresh; ADMIN[jg_fresh]=$P_JGF_ADMIN
 URL[jg_audit]="http://127.0.0.1:$P_JGA/api/bench";    PIDS[jg_audit]=$PID_jobgate_audit; ADMIN[jg_audit]=$P_JGA_ADMIN
 URL[nginx]="http://127.0.0.1:$P_NGX/api/bench";       PIDS[nginx]=$(family "$PID_nginx_proxy")
@@ -532,8 +581,13 @@ for t in jg_auth jg_fresh jg_audit haproxy; do
         check "$t" token-wrong-owner 200   # lean HAProxy checks no rule
     fi
 done
+check jg_limits token 200
+check jg_limits - 401
+check jg_limits token-wrong-owner 403
 check jg_public - 200
 check jg_public token 200
+check floor - 200
+check floor token 200
 check nginx - 200
 check nginx token 200
 [[ $failures -eq 0 ]] || die "$failures sanity check(s) failed; see above"
@@ -646,9 +700,10 @@ measure() {  # $1 mode, $2 round, $3 target
 
 targets_of() {
     case $1 in
-        reused) echo "jg_auth jg_public nginx haproxy" ;;
-        fresh) echo "jg_fresh haproxy nginx" ;;
-        latency) echo "direct jg_auth nginx haproxy" ;;
+        reused) echo "floor jg_auth jg_public nginx haproxy" ;;
+        fresh) echo "floor jg_fresh haproxy nginx" ;;
+        latency) echo "direct floor jg_auth nginx haproxy" ;;
+        limits) echo "jg_auth jg_limits" ;;
         audit) echo "jg_auth jg_audit" ;;
         memory) ;;  # not a wrk rotation: see "memory mode" below
     esac
@@ -997,6 +1052,11 @@ if [[ $CALLGRIND -eq 1 ]]; then
         cg_wait "http://127.0.0.1:$P_CG/api/bench" - && cg_phase nginx "http://127.0.0.1:$P_CG/api/bench" reused
         cg_stop
 
+        log "callgrind: floor (bare Pingora)"
+        cg_start floor "$FLOOR" "127.0.0.1:$P_CG" "127.0.0.1:$P_UP" 1
+        cg_wait "http://127.0.0.1:$P_CG/api/bench" - && cg_phase floor "http://127.0.0.1:$P_CG/api/bench" reused
+        cg_stop
+
         log "callgrind: haproxy"
         sed -e "s/127.0.0.1:$P_HAP\$/127.0.0.1:$P_CG/" "$WORK/conf/haproxy.cfg" > "$WORK/conf/cg-haproxy.cfg"
         cg_start haproxy haproxy -db -f "$WORK/conf/cg-haproxy.cfg"
@@ -1004,7 +1064,7 @@ if [[ $CALLGRIND -eq 1 ]]; then
             && cg_phase haproxy "http://127.0.0.1:$P_CG/api/bench" reused
         cg_stop
 
-        log "callgrind: jobgate (public, authenticated cached, authenticated fresh)"
+        log "callgrind: jobgate (public, authenticated cached, two limits, authenticated fresh)"
         sed -e "s/127.0.0.1:$P_JGF\"/127.0.0.1:$P_CG\"/" -e "s/127.0.0.1:$P_JGF_ADMIN\"/127.0.0.1:$P_CG_ADMIN\"/" \
             "$WORK/conf/jobgate-fresh.toml" > "$WORK/conf/cg-jobgate-fresh.toml"
         sed -e "s/127.0.0.1:$P_JG\"/127.0.0.1:$P_CG\"/" -e "s/127.0.0.1:$P_JG_ADMIN\"/127.0.0.1:$P_CG_ADMIN\"/" \
@@ -1013,6 +1073,7 @@ if [[ $CALLGRIND -eq 1 ]]; then
         if cg_wait "http://127.0.0.1:$P_CG/api/bench" "$WORK/issuer/token"; then
             cg_phase jg_public "http://127.0.0.1:$P_CG/public/bench" reused
             cg_phase jg_auth "http://127.0.0.1:$P_CG/api/bench" reused
+            cg_phase jg_limits "http://127.0.0.1:$P_CG/limited/bench" reused
         fi
         cg_stop
         cg_start jobgate-fresh "$JG" serve -c "$WORK/conf/cg-jobgate-fresh.toml"
@@ -1024,14 +1085,27 @@ if [[ $CALLGRIND -eq 1 ]]; then
         echo
         echo "### User-space instructions per request (callgrind, wrk -t1 -c1, ${cg_phase_seconds} s per phase)"
         echo
-        echo "| target | instructions / request |"
-        echo "|---|---|"
-        for label in nginx haproxy jg_public jg_auth jg_fresh; do
-            [[ -n ${CG_IR[$label]:-} ]] && printf '| %s | %s |\n' "$label" "$(printf "%'d" "${CG_IR[$label]}")"
+        echo "| target | instructions / request | ÷ floor | goal |"
+        echo "|---|---|---|---|"
+        floor_ir=${CG_IR[floor]:-0}
+        for label in floor nginx haproxy jg_public jg_auth jg_limits jg_fresh; do
+            [[ -n ${CG_IR[$label]:-} ]] || continue
+            ratio="—"
+            [[ $floor_ir -gt 0 ]] && ratio=$(awk -v a="${CG_IR[$label]}" -v b="$floor_ir" 'BEGIN { printf "%.2f", a / b }')
+            case $label in
+                jg_public) goal="≤ 1.05" ;;
+                jg_auth) goal="≤ 1.35" ;;
+                *) goal="—" ;;
+            esac
+            printf '| %s | %s | %s | %s |\n' "$label" "$(printf "%'d" "${CG_IR[$label]}")" "$ratio" "$goal"
         done
+        if [[ -n ${CG_IR[jg_limits]:-} && -n ${CG_IR[jg_auth]:-} ]]; then
+            echo
+            echo "Two limits vs none (jg_limits ÷ jg_auth, same process and token): $(awk -v a="${CG_IR[jg_limits]}" -v b="${CG_IR[jg_auth]}" 'BEGIN { printf "%.3f", a / b }') (goal ≤ 1.05)."
+        fi
         echo
         echo "Kernel time (TCP, syscalls) is not counted. Under valgrind, aws-lc's SHA-256 runs its AVX"
-        echo "code path instead of the SHA-NI one, so the token digest counts several times what it costs natively."
+        echo "code path instead of the SHA-NI one, so the RS256 check of a fresh token counts more than natively."
         for label in jg_auth jg_fresh; do
             if [[ -s $WORK/callgrind-$label.txt ]]; then
                 echo; echo "#### $label: inclusive instructions per request, selected functions"

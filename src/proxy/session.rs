@@ -81,13 +81,6 @@ pub(super) fn set_path(request: &mut RequestHeader, path: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn client_ip(session: &Session) -> Option<String> {
-    match session.client_addr()? {
-        PingoraSocketAddr::Inet(addr) => Some(addr.ip().to_string()),
-        _ => None,
-    }
-}
-
 /// The client's address (SPEC §8): the TCP peer, or behind `trusted_proxies` the rightmost
 /// untrusted `X-Forwarded-For` entry. The audit log and `client_ip` limits read this one.
 pub(super) fn client_addr(session: &Session, state: &GatewayState) -> Option<IpAddr> {

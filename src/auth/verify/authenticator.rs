@@ -12,7 +12,7 @@ use std::time::Instant;
 use prometheus::Histogram;
 
 use super::jose::parse_header;
-use super::token_cache::{CacheCheck, TokenCache, TokenDigest};
+use super::token_cache::{CacheCheck, TokenCache, TokenKey};
 use super::verified::{VerifiedToken, check_request, verify_with_key};
 use crate::auth::keys::KeyStore;
 use crate::auth::keys::jwks::KeyChoice;
@@ -232,9 +232,9 @@ impl Authenticator {
         };
         let issuer = store.issuer();
         let current = store.current();
-        let digest = TokenDigest::of(token);
+        let cache_key = TokenKey::of(token);
         if let Some(snapshot) = current.as_ref() {
-            let cached = self.cache.get(&digest, now, |entry| {
+            let cached = self.cache.get(&cache_key, token, now, |entry| {
                 if entry.issuer_id != store.id() {
                     CacheCheck::Skip
                 } else if snapshot
@@ -272,7 +272,8 @@ impl Authenticator {
         match verify_with_key(issuer, store.id(), key, &header, &parts) {
             Ok(verified) => {
                 let verified = Arc::new(verified);
-                self.cache.insert(digest, Arc::clone(&verified), now);
+                self.cache
+                    .insert(cache_key, token, Arc::clone(&verified), now);
                 Attempt::Done(finish(verified, issuer, audience, now, false))
             }
             Err(reason) => Attempt::Done(Err(reason.into())),

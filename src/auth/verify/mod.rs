@@ -6,8 +6,8 @@
 //! 4. `payload`: claim types and times, `iss`;
 //! 5. `verified`: the [`VerifiedToken`] the cache keeps, and the per-request checks (`aud`,
 //!    `exp`, `nbf`, `iat`);
-//! 6. `token_cache`: verified tokens by digest, so a job that calls often pays for one
-//!    signature check;
+//! 6. `token_cache`: verified tokens by a keyed hash and the whole token, so a job that
+//!    calls often pays for one signature check;
 //! 7. `authenticator`: the [`Authenticator`] that runs the above for a route's issuer.
 //!
 //! `unverified` reads the few claims the audit log may show for a refused token.

@@ -1,11 +1,16 @@
 //! The verified-token cache (SPEC §3, last paragraph): a job that calls many times pays for
 //! one signature check.
 //!
-//! Keyed by the SHA-256 of the whole token: a cryptographic digest, so no token can be made
-//! to collide with a cached one and skip its signature check.
+//! A token is found by a keyed hash of its signature ([`TokenKey`]: SipHash with a key drawn
+//! at random once per process, so a client cannot aim tokens at one set to push a job's
+//! entry out), and an entry is used only if the whole token, stored beside it, is equal byte
+//! for byte: two tokens that share a hash share at most a set, never an entry, so no token
+//! can be made to skip its signature check by colliding with a cached one. A SHA-256 of the
+//! whole token did the same job at ~60 k instructions per request; the hash and compare cost
+//! about 1 k.
 //!
 //! The hot path takes no lock: the cache is a fixed array of slots, each an
-//! [`ArcSwapOption`], grouped in sets of [`WAYS`] that a digest picks (a set-associative
+//! [`ArcSwapOption`], grouped in sets of [`WAYS`] that a key picks (a set-associative
 //! cache, as in a CPU). A lookup loads at most `WAYS` slots; an insert replaces one slot of
 //! its set with a compare-and-swap and, if another thread got there first, simply does not
 //! cache (the next request will). Memory is bounded by the slot count, fixed at start:
@@ -13,11 +18,11 @@
 //! expires soonest. An entry lives until the token's `exp`, and the caller decides on every
 //! hit whether it is still usable (its signing key still in the issuer's current set).
 
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
-use aws_lc_rs::digest;
 
 use crate::auth::verify::VerifiedToken;
 use crate::metrics::metrics;
@@ -27,30 +32,43 @@ use crate::metrics::metrics;
 /// had room), few enough that a miss costs only a few loads.
 pub const WAYS: usize = 8;
 
-/// SHA-256 of a whole token: the cache key.
+/// Where a token is looked for: a keyed hash of its last segment (the signature) and its
+/// length. Only a hint: an entry is used for a token only if the stored token is equal.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TokenDigest([u8; 32]);
+pub struct TokenKey(u64);
 
-impl TokenDigest {
-    pub fn of(token: &str) -> TokenDigest {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        TokenDigest(out)
+impl TokenKey {
+    /// The signature alone is enough to spread tokens: every signed token has its own, and
+    /// it is a few hundred bytes where the whole token is ~1.9 KB. A token whose signature
+    /// is copied from a cached one lands in that set and fails the byte compare.
+    pub fn of(token: &str) -> TokenKey {
+        static SEED: OnceLock<RandomState> = OnceLock::new();
+        let signature = token
+            .rsplit_once('.')
+            .map_or(token, |(_, signature)| signature);
+        let mut hasher = SEED.get_or_init(RandomState::new).build_hasher();
+        hasher.write(signature.as_bytes());
+        hasher.write_usize(token.len());
+        TokenKey(hasher.finish())
     }
 
-    /// The digest is uniform already: its first bytes pick the set as they are.
+    /// Any key, for tests that force two tokens into one slot.
+    #[cfg(test)]
+    pub(crate) fn forced(hash: u64) -> TokenKey {
+        TokenKey(hash)
+    }
+
+    /// The hash is uniform: its value picks the set as it is.
     fn set_index(&self, sets: usize) -> usize {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.0[..8]);
         // `sets` fits in u64 and the remainder is below it, so both casts are lossless.
-        (u64::from_le_bytes(first) % sets as u64) as usize
+        (self.0 % sets as u64) as usize
     }
 }
 
-impl std::fmt::Debug for TokenDigest {
-    /// A digest of a bearer token is not the token, but still nothing to print.
+impl std::fmt::Debug for TokenKey {
+    /// A hash of a bearer token is not the token, but still nothing to print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenDigest(..)")
+        f.write_str("TokenKey(..)")
     }
 }
 
@@ -67,11 +85,19 @@ pub enum CacheCheck {
 
 /// What one slot holds.
 struct Entry {
-    digest: TokenDigest,
+    key: TokenKey,
+    /// The whole token, compared on every hit: the key alone admits nothing.
+    bearer: Box<str>,
     token: Arc<VerifiedToken>,
 }
 
-/// A bounded, lock-free map from token digest to verified token.
+impl Entry {
+    fn is_for(&self, key: &TokenKey, bearer: &str) -> bool {
+        self.key == *key && *self.bearer == *bearer
+    }
+}
+
+/// A bounded, lock-free map from token to verified token.
 pub struct TokenCache {
     slots: Box<[ArcSwapOption<Entry>]>,
     /// Entries held, for the gauge when the cache is dropped (kept exact by counting only
@@ -108,28 +134,30 @@ impl TokenCache {
         requested.div_ceil(WAYS) * WAYS
     }
 
-    /// The slots of the set `digest` belongs to (empty when caching is off).
-    fn set(&self, digest: &TokenDigest) -> &[ArcSwapOption<Entry>] {
+    /// The slots of the set `key` belongs to (empty when caching is off).
+    fn set(&self, key: &TokenKey) -> &[ArcSwapOption<Entry>] {
         let sets = self.slots.len() / WAYS;
         if sets == 0 {
             return &[];
         }
-        let first = digest.set_index(sets) * WAYS;
+        let first = key.set_index(sets) * WAYS;
         &self.slots[first..first + WAYS]
     }
 
-    /// The cached token, if it has not reached its `exp` at `now` (Unix seconds) and
-    /// `check` says to use it (the caller checks the issuer, and that the signing key is
-    /// still current). An expired entry, or one `check` evicts, is removed.
+    /// The entry for `bearer` (whose [`TokenKey`] is `key`), if it has not reached its `exp`
+    /// at `now` (Unix seconds) and `check` says to use it (the caller checks the issuer, and
+    /// that the signing key is still current). An expired entry, or one `check` evicts, is
+    /// removed.
     pub fn get(
         &self,
-        digest: &TokenDigest,
+        key: &TokenKey,
+        bearer: &str,
         now: u64,
         check: impl FnOnce(&VerifiedToken) -> CacheCheck,
     ) -> Option<Arc<VerifiedToken>> {
-        for slot in self.set(digest) {
+        for slot in self.set(key) {
             let current = slot.load();
-            let Some(entry) = current.as_ref().filter(|entry| entry.digest == *digest) else {
+            let Some(entry) = current.as_ref().filter(|entry| entry.is_for(key, bearer)) else {
                 continue;
             };
             let verdict = if entry.token.exp > now {
@@ -152,17 +180,18 @@ impl TokenCache {
         None
     }
 
-    /// Caches a verified token until its `exp`. A token already past it is not kept.
-    pub fn insert(&self, digest: TokenDigest, token: Arc<VerifiedToken>, now: u64) {
+    /// Caches the verified token of `bearer` until its `exp`. A token already past it is not
+    /// kept.
+    pub fn insert(&self, key: TokenKey, bearer: &str, token: Arc<VerifiedToken>, now: u64) {
         if token.exp <= now {
             return;
         }
-        let set = self.set(&digest);
+        let set = self.set(&key);
         let mut victim: Option<(usize, u64)> = None;
         for (index, slot) in set.iter().enumerate() {
             let rank = match slot.load().as_ref() {
                 // The same token (two requests verified it at once): keep the one there.
-                Some(entry) if entry.digest == digest => return,
+                Some(entry) if entry.is_for(&key, bearer) => return,
                 None => 0,
                 Some(entry) if entry.token.exp <= now => 1,
                 // Soonest `exp` first, after every empty and expired slot.
@@ -178,7 +207,12 @@ impl TokenCache {
         let slot = &set[index];
         let current = slot.load_full();
         let was_empty = current.is_none();
-        let previous = slot.compare_and_swap(&current, Some(Arc::new(Entry { digest, token })));
+        let entry = Entry {
+            key,
+            bearer: bearer.into(),
+            token,
+        };
+        let previous = slot.compare_and_swap(&current, Some(Arc::new(entry)));
         // Lost a race with another insert or eviction: this token is not cached this time.
         if same_entry(&previous, &current) && was_empty {
             self.count(1);
@@ -235,17 +269,25 @@ mod tests {
         ))
     }
 
+    /// A key and the token it is for.
+    fn keyed(token: &str) -> (TokenKey, &str) {
+        (TokenKey::of(token), token)
+    }
+
     #[test]
     fn hit_returns_the_same_entry() {
         let cache = TokenCache::new(100);
-        let digest = TokenDigest::of("a.b.c");
+        let (key, bearer) = keyed("a.b.c");
         let entry = token(1_000, "k1");
-        cache.insert(digest, Arc::clone(&entry), 10);
-        let hit = cache.get(&digest, 10, |_| CacheCheck::Use).expect("a hit");
+        cache.insert(key, bearer, Arc::clone(&entry), 10);
+        let hit = cache
+            .get(&key, bearer, 10, |_| CacheCheck::Use)
+            .expect("a hit");
         assert!(Arc::ptr_eq(&hit, &entry));
+        let (other_key, other) = keyed("a.b.d");
         assert!(
             cache
-                .get(&TokenDigest::of("a.b.d"), 10, |_| CacheCheck::Use)
+                .get(&other_key, other, 10, |_| CacheCheck::Use)
                 .is_none()
         );
         assert_eq!(cache.len(), 1);
@@ -254,20 +296,24 @@ mod tests {
     #[test]
     fn entry_lives_until_exp() {
         let cache = TokenCache::new(100);
-        let digest = TokenDigest::of("a.b.c");
-        cache.insert(digest, token(1_000, "k1"), 10);
-        assert!(cache.get(&digest, 999, |_| CacheCheck::Use).is_some());
-        assert!(cache.get(&digest, 1_000, |_| CacheCheck::Use).is_none());
+        let (key, bearer) = keyed("a.b.c");
+        cache.insert(key, bearer, token(1_000, "k1"), 10);
+        assert!(cache.get(&key, bearer, 999, |_| CacheCheck::Use).is_some());
+        assert!(
+            cache
+                .get(&key, bearer, 1_000, |_| CacheCheck::Use)
+                .is_none()
+        );
         assert_eq!(cache.len(), 0, "the expired entry is removed");
-        cache.insert(digest, token(1_000, "k1"), 1_000);
+        cache.insert(key, bearer, token(1_000, "k1"), 1_000);
         assert_eq!(cache.len(), 0, "an expired token is not cached");
     }
 
     #[test]
     fn key_removed_is_a_miss() {
         let cache = TokenCache::new(100);
-        let digest = TokenDigest::of("a.b.c");
-        cache.insert(digest, token(1_000, "old-kid"), 10);
+        let (key, bearer) = keyed("a.b.c");
+        cache.insert(key, bearer, token(1_000, "old-kid"), 10);
         let current = ["new-kid"];
         let check = |entry: &VerifiedToken| {
             if entry
@@ -280,9 +326,9 @@ mod tests {
                 CacheCheck::Evict
             }
         };
-        assert!(cache.get(&digest, 10, |_| CacheCheck::Skip).is_none());
+        assert!(cache.get(&key, bearer, 10, |_| CacheCheck::Skip).is_none());
         assert_eq!(cache.len(), 1, "skipped, not evicted");
-        assert!(cache.get(&digest, 10, check).is_none());
+        assert!(cache.get(&key, bearer, 10, check).is_none());
         assert_eq!(cache.len(), 0);
     }
 
@@ -290,21 +336,24 @@ mod tests {
     fn size_is_bounded_and_expired_entries_go_first() {
         let cache = TokenCache::new(256);
         for i in 0..10_000u64 {
-            cache.insert(
-                TokenDigest::of(&format!("token-{i}")),
-                token(100 + i, "k"),
-                50,
-            );
+            let bearer = format!("token-{i}");
+            cache.insert(TokenKey::of(&bearer), &bearer, token(100 + i, "k"), 50);
         }
         assert!(cache.len() <= cache.capacity());
         assert!(cache.len() >= cache.capacity() / 2);
         // The survivors are the ones that expire last.
-        let newest = TokenDigest::of("token-9999");
-        assert!(cache.get(&newest, 50, |_| CacheCheck::Use).is_some());
+        let (newest, bearer) = keyed("token-9999");
+        assert!(
+            cache
+                .get(&newest, bearer, 50, |_| CacheCheck::Use)
+                .is_some()
+        );
         // Once everything has expired, new inserts find room without evicting live ones.
         for i in 0..256 {
+            let bearer = format!("later-{i}");
             cache.insert(
-                TokenDigest::of(&format!("later-{i}")),
+                TokenKey::of(&bearer),
+                &bearer,
                 token(1_000_000, "k"),
                 100_000,
             );
@@ -320,11 +369,12 @@ mod tests {
                 let cache = Arc::clone(&cache);
                 std::thread::spawn(move || {
                     for i in 0..5_000u64 {
-                        let digest = TokenDigest::of(&format!("token-{}", i % 300));
+                        let bearer = format!("token-{}", i % 300);
+                        let key = TokenKey::of(&bearer);
                         match (i + worker) % 3 {
-                            0 => cache.insert(digest, token(1_000 + i, "k"), 10),
-                            1 => drop(cache.get(&digest, 10, |_| CacheCheck::Use)),
-                            _ => drop(cache.get(&digest, 10, |_| CacheCheck::Evict)),
+                            0 => cache.insert(key, &bearer, token(1_000 + i, "k"), 10),
+                            1 => drop(cache.get(&key, &bearer, 10, |_| CacheCheck::Use)),
+                            _ => drop(cache.get(&key, &bearer, 10, |_| CacheCheck::Evict)),
                         }
                     }
                 })
@@ -350,8 +400,50 @@ mod tests {
     #[test]
     fn zero_capacity_disables_caching() {
         let cache = TokenCache::new(0);
-        let digest = TokenDigest::of("a.b.c");
-        cache.insert(digest, token(1_000, "k1"), 10);
-        assert!(cache.get(&digest, 10, |_| CacheCheck::Use).is_none());
+        let (key, bearer) = keyed("a.b.c");
+        cache.insert(key, bearer, token(1_000, "k1"), 10);
+        assert!(cache.get(&key, bearer, 10, |_| CacheCheck::Use).is_none());
+    }
+
+    /// Issue #14: two different tokens forced onto one hash (so one set, and the same key in
+    /// every slot) never get each other's verified entry, whichever is cached first, and the
+    /// second is cached beside the first rather than taken for it.
+    #[test]
+    fn a_key_collision_never_admits_another_token() {
+        let cache = TokenCache::new(WAYS);
+        let key = TokenKey::forced(7);
+        let (first, second) = ("header.payload-a.signature", "header.payload-b.signature");
+        let verified_first = token(1_000, "k1");
+        cache.insert(key, first, Arc::clone(&verified_first), 10);
+        assert!(
+            cache.get(&key, second, 10, |_| CacheCheck::Use).is_none(),
+            "the second token must not get the first one's entry"
+        );
+        // Same length, one byte apart, at the start and at the end.
+        for near in ["Xeader.payload-a.signature", "header.payload-a.signaturX"] {
+            assert!(cache.get(&key, near, 10, |_| CacheCheck::Use).is_none());
+        }
+        let verified_second = token(1_000, "k2");
+        cache.insert(key, second, Arc::clone(&verified_second), 10);
+        assert_eq!(
+            cache.len(),
+            2,
+            "a collision is not taken for the same token"
+        );
+        let hit = cache
+            .get(&key, first, 10, |_| CacheCheck::Use)
+            .expect("first");
+        assert!(Arc::ptr_eq(&hit, &verified_first));
+        let hit = cache
+            .get(&key, second, 10, |_| CacheCheck::Use)
+            .expect("second");
+        assert!(Arc::ptr_eq(&hit, &verified_second));
+    }
+
+    #[test]
+    fn key_depends_on_the_signature_and_the_length() {
+        assert!(TokenKey::of("h.p.sig") == TokenKey::of("h.p.sig"));
+        assert!(TokenKey::of("h.p.sig") != TokenKey::of("h.p.sih"));
+        assert!(TokenKey::of("h.p.sig") != TokenKey::of("h.pp.sig"));
     }
 }
