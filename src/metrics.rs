@@ -37,6 +37,14 @@ pub struct Metrics {
     pub connections_refused_total: IntCounterVec,
     /// Revocation entries in force, by where they come from (`file`, `runtime`).
     pub revocations: IntGaugeVec,
+    /// Registered only with `[cluster]`: `jobgate_cluster_up` is absent without one (SPEC §5).
+    cluster: OnceLock<ClusterMetrics>,
+}
+
+/// `jobgate_cluster_up` and `jobgate_cluster_errors_total{op}`.
+pub struct ClusterMetrics {
+    pub up: IntGauge,
+    pub errors_total: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to 10 s: a cached auth step lives in the first few.
@@ -184,6 +192,7 @@ impl Metrics {
                 &["source"],
             ),
             registry,
+            cluster: OnceLock::new(),
         };
         metrics.set_revocations(0, 0);
         metrics
@@ -208,6 +217,30 @@ impl Metrics {
         self.revocations
             .with_label_values(&["runtime"])
             .set(gauge(runtime));
+    }
+
+    /// The cluster series, registered on first use (a gateway with `[cluster]`).
+    pub fn cluster(&self) -> &ClusterMetrics {
+        self.cluster.get_or_init(|| {
+            let up = IntGauge::new(
+                "jobgate_cluster_up",
+                "1 when the last Redis call succeeded, else 0.",
+            )
+            .expect("static metric definition");
+            self.registry
+                .register(Box::new(up.clone()))
+                .expect("registered once");
+            let errors_total = counter_vec(
+                &self.registry,
+                "jobgate_cluster_errors_total",
+                "Redis calls that failed or timed out (or were skipped while Redis was down), by op.",
+                &["op"],
+            );
+            for op in ["limit", "single_use", "revocation"] {
+                errors_total.with_label_values(&[op]);
+            }
+            ClusterMetrics { up, errors_total }
+        })
     }
 
     /// The text exposition format for `GET /metrics`.

@@ -31,8 +31,32 @@ pub struct Config {
     pub revocation_file: Option<PathBuf>,
     /// `[revocation] state_file`: where runtime revocations live without `[cluster]`.
     pub revocation_state_file: Option<PathBuf>,
+    /// `[cluster]`: state shared with other gateways through Redis (SPEC §9).
+    pub cluster: Option<ClusterConfig>,
     /// Non-fatal findings that `check` prints and `serve` logs.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// `[cluster]`: where the rate-limit buckets and used tokens shared by every gateway with the
+/// same Redis and prefix live.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://…`; may hold a password, so it is never printed (see `Debug`).
+    pub redis_url: String,
+    /// Default `jobgate:`.
+    pub key_prefix: String,
+    /// One Redis call on the request path; default 50 ms.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

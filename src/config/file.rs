@@ -25,6 +25,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub route: Vec<RouteSection>,
     pub revocation: Option<RevocationSection>,
+    pub cluster: Option<ClusterSection>,
 }
 
 /// `listen` and `upstream` take one string or a list of them.
@@ -161,6 +162,14 @@ pub struct LimitTable {
 /// Values stay raw TOML so that validation can explain exactly what is wrong with one.
 /// Sorted by claim name; the keys' spans give file order.
 pub type RuleTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub redis_url: Spanned<String>,
+    pub key_prefix: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

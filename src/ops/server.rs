@@ -153,9 +153,19 @@ pub fn serve_with(
     let revocations = Arc::new(RevocationStore::default());
     let runtime_revocations =
         crate::ops::revocations::runtime_store(&config, &revocations).map_err(ServeError::Setup)?;
-    let state: SharedState = Arc::new(ArcSwap::from_pointee(
-        GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?,
-    ));
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(crate::cluster::Cluster::start)
+        .transpose()
+        .map_err(ServeError::Setup)?;
+    let mut first =
+        GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?;
+    if let Some(cluster) = cluster {
+        first.buckets = Arc::new(crate::cluster::RedisBuckets::new(Arc::clone(&cluster)));
+        first.used_store = Some(Arc::new(crate::cluster::RedisUsedTokens::new(cluster)));
+    }
+    let state: SharedState = Arc::new(ArcSwap::from_pointee(first));
     revocations.watch();
     Reloader {
         state: Arc::clone(&state),

@@ -56,6 +56,16 @@ impl Rate {
         })
     }
 
+    /// Time for one token to come back, in ns.
+    pub fn interval_ns(self) -> u64 {
+        self.interval_ns
+    }
+
+    /// Time for an empty bucket to fill, in ns.
+    pub fn window_ns(self) -> u64 {
+        self.window_ns
+    }
+
     /// Takes one token from a bucket whose full-again instant is `tat` (0: never used).
     /// Returns the bucket's new instant, or how long until a token is there.
     fn take(self, tat: u64, now: u64) -> Result<u64, Duration> {
@@ -110,6 +120,9 @@ pub struct LocalLimit {
     /// Keyed per process, so nobody can pick key values that crowd one shard.
     hasher: RandomState,
     shards: Box<[Mutex<LruCache<u64, u64>>]>,
+    /// Names this limit in a shared store: route, position and settings, so that gateways
+    /// with the same limit share buckets and a changed limit starts afresh.
+    name: Box<[u8]>,
 }
 
 impl LocalLimit {
@@ -126,7 +139,18 @@ impl LocalLimit {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(per_shard)))
                 .collect(),
+            name: Box::default(),
         }
+    }
+
+    /// The same limit, named for a shared store.
+    pub fn named(mut self, name: impl Into<Box<[u8]>>) -> LocalLimit {
+        self.name = name.into();
+        self
+    }
+
+    pub fn name(&self) -> &[u8] {
+        &self.name
     }
 
     pub fn rate(&self) -> Rate {
@@ -243,7 +267,11 @@ impl ActiveLimit {
     /// The limits of one route. A limit that is the same as in `previous` (the route of the
     /// same name in the config before a reload, same place, same settings) keeps its
     /// buckets: a reload must not hand every job a fresh budget.
-    pub fn for_route(limits: &[RouteLimit], previous: Option<&[ActiveLimit]>) -> Vec<ActiveLimit> {
+    pub fn for_route(
+        route: &str,
+        limits: &[RouteLimit],
+        previous: Option<&[ActiveLimit]>,
+    ) -> Vec<ActiveLimit> {
         limits
             .iter()
             .enumerate()
@@ -258,7 +286,12 @@ impl ActiveLimit {
                         interval_ns: 1,
                         window_ns: u64::from(config.requests),
                     });
-                    Arc::new(LocalLimit::new(rate))
+                    let name = format!(
+                        "{route}:{index}:{}/{}ns",
+                        config.requests,
+                        config.per.as_nanos()
+                    );
+                    Arc::new(LocalLimit::new(rate).named(name.into_bytes()))
                 });
                 ActiveLimit {
                     config: config.clone(),

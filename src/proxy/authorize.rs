@@ -164,7 +164,11 @@ pub async fn admit(
         .token
         .exp
         .saturating_add(allowed.issuer.leeway.as_secs());
-    let reason = match used.first_use(id, forget_at, now) {
+    let first_use = match &state.used_store {
+        Some(shared) => shared.first_use(&route.name, id, forget_at, now).await,
+        None => used.first_use(id, forget_at, now),
+    };
+    let reason = match first_use {
         FirstUse::Yes => return Ok(()),
         FirstUse::Replayed => Reason::ReplayedToken,
         FirstUse::Unknown => Reason::StateUnavailable,

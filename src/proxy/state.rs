@@ -13,7 +13,7 @@ use crate::auth::verify::Authenticator;
 use crate::config::Config;
 use crate::metrics::RouteMetrics;
 use crate::policy::limits::{ActiveLimit, BucketStore, LocalStore};
-use crate::policy::replay::LocalUsedTokens;
+use crate::policy::replay::{LocalUsedTokens, UsedTokenStore};
 use crate::policy::revocation::RevocationStore;
 use crate::proxy::audit::AuditLog;
 use crate::proxy::routing::RouteTable;
@@ -22,6 +22,8 @@ use crate::proxy::upstream::UpstreamPool;
 
 /// What a route needs at request time besides its config.
 pub struct RouteRuntime {
+    /// The route's name: names its state in a shared store.
+    pub name: String,
     pub upstreams: UpstreamPool,
     pub metrics: RouteMetrics,
     /// The route's `upstream_ca`, loaded once per config load.
@@ -52,8 +54,12 @@ pub struct GatewayState {
     /// Shared by every load: the file is watched independently of the config.
     pub revocations: Arc<RevocationStore>,
     pub audit: AuditLog,
-    /// Where rate-limit buckets live: this process's, until a shared store exists.
+    /// Where rate-limit buckets live: this process's, or Redis with `[cluster]` (set at
+    /// start, kept across reloads).
     pub buckets: Arc<dyn BucketStore>,
+    /// With `[cluster]`: where `single_use` tokens are recorded instead of the routes' own
+    /// records.
+    pub used_store: Option<Arc<dyn UsedTokenStore>>,
 }
 
 impl GatewayState {
@@ -107,7 +113,8 @@ impl GatewayState {
                         .unwrap_or_default()
                 });
                 Ok(RouteRuntime {
-                    limits: ActiveLimit::for_route(&route.limits, previous_limits),
+                    name: route.name.clone(),
+                    limits: ActiveLimit::for_route(&route.name, &route.limits, previous_limits),
                     used_tokens,
                     upstreams,
                     metrics: RouteMetrics::new(&route.name, route.auth.is_some()),
@@ -135,7 +142,11 @@ impl GatewayState {
             authenticator,
             revocations,
             audit,
-            buckets: Arc::new(LocalStore),
+            buckets: previous.map_or_else(
+                || Arc::new(LocalStore) as Arc<dyn BucketStore>,
+                |previous| Arc::clone(&previous.buckets),
+            ),
+            used_store: previous.and_then(|previous| previous.used_store.clone()),
             config,
         })
     }

@@ -46,6 +46,10 @@ pub fn compile(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let revocation_file = compile_revocation(file.revocation.as_ref(), base, &mut diagnostics);
     let revocation_state_file =
         compile_revocation_state_file(file.revocation.as_ref(), base, &mut diagnostics);
+    let cluster = file
+        .cluster
+        .as_ref()
+        .and_then(|section| server::compile_cluster(section, &mut diagnostics));
     let warnings = diagnostics.finish().map_err(|errors| ConfigError {
         file: path.to_path_buf(),
         errors,
@@ -59,6 +63,7 @@ pub fn compile(text: &str, path: &Path) -> Result<Config, ConfigError> {
         routes,
         revocation_file,
         revocation_state_file,
+        cluster,
         warnings,
     })
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::diagnostics::{Diagnostics, config_path, duration, positive_duration, warn_if_missing};
-use crate::config::file::{AuditSection, RevocationSection, ServerSection};
-use crate::config::{AdminToken, AuditOutput, ServerConfig, TlsFiles, TrustedProxies};
+use crate::config::file::{AuditSection, ClusterSection, RevocationSection, ServerSection};
+use crate::config::{
+    AdminToken, AuditOutput, ClusterConfig, ServerConfig, TlsFiles, TrustedProxies,
+};
 
 pub(super) fn compile_server(
     section: &ServerSection,
@@ -307,4 +309,43 @@ pub(super) fn compile_revocation_state_file(
         );
     }
     Some(path)
+}
+
+/// `[cluster]`. Only `redis://` is accepted: this build has no TLS for Redis (`rediss://`
+/// is refused with a message rather than silently sent in the clear).
+pub(super) fn compile_cluster(
+    section: &ClusterSection,
+    d: &mut Diagnostics,
+) -> Option<ClusterConfig> {
+    let url = section.redis_url.get_ref();
+    let mut ok = true;
+    if url.starts_with("rediss://") {
+        d.error(
+            &section.redis_url.span(),
+            "`redis_url`: rediss:// (TLS) is not supported by this build yet; use redis:// on a \
+             trusted network or a local TLS tunnel",
+        );
+        ok = false;
+    } else if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+        d.error(
+            &section.redis_url.span(),
+            "`redis_url` must be a redis:// URL, e.g. \"redis://127.0.0.1:6379/0\"",
+        );
+        ok = false;
+    }
+    let key_prefix = section
+        .key_prefix
+        .as_ref()
+        .map_or_else(|| "jobgate:".to_owned(), |prefix| prefix.get_ref().clone());
+    let timeout = positive_duration(
+        d,
+        "timeout",
+        section.timeout.as_ref(),
+        Duration::from_millis(50),
+    );
+    ok.then(|| ClusterConfig {
+        redis_url: url.clone(),
+        key_prefix,
+        timeout,
+    })
 }

@@ -1089,3 +1089,36 @@ fn revocation_state_file_is_a_path_of_its_own() {
         "`state_file` is empty",
     );
 }
+
+#[test]
+fn cluster_section_defaults_and_refusals() {
+    let base = "[[route]]\nname = \"p\"\nupstream = \"http://127.0.0.1:8081\"\nauth = false\n";
+    let config = compile(
+        &format!("{base}[cluster]\nredis_url = \"redis://127.0.0.1:6379/0\"\n"),
+        Path::new("/etc/jobgate/jobgate.toml"),
+    )
+    .expect("valid [cluster]");
+    let cluster = config.cluster.expect("cluster");
+    assert_eq!(cluster.key_prefix, "jobgate:");
+    assert_eq!(cluster.timeout, Duration::from_millis(50));
+    assert!(
+        !format!("{cluster:?}").contains("6379"),
+        "the URL may hold a password"
+    );
+    for (section, wanted) in [
+        ("redis_url = \"http://127.0.0.1:6379\"", "redis_url"),
+        ("redis_url = \"rediss://127.0.0.1:6379\"", "rediss://"),
+        (
+            "redis_url = \"redis://127.0.0.1\"\ntimeout = \"0s\"",
+            "timeout",
+        ),
+        ("key_prefix = \"x\"", "redis_url"),
+    ] {
+        let error = compile(
+            &format!("{base}[cluster]\n{section}\n"),
+            Path::new("/etc/jobgate/jobgate.toml"),
+        )
+        .expect_err(section);
+        assert!(error.to_string().contains(wanted), "{section}: {error}");
+    }
+}

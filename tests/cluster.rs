@@ -1,0 +1,264 @@
+//! `[cluster]` (SPEC §9): three real jobgate processes sharing one real `redis-server` on
+//! 127.0.0.1 share rate-limit buckets and used single-use tokens, and decide safely while
+//! Redis is down. Every wait is bounded.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::issuer::TestIssuer;
+use support::wait_until;
+use support::world::World;
+
+const AUD: &str = "https://api.example";
+
+/// A `redis-server` on a free loopback port, without persistence; killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; .ci/run installs it)");
+        let redis = Redis { port, child };
+        assert!(
+            wait_until(Duration::from_secs(10), || redis.ping()),
+            "redis-server did not answer on port {port}"
+        );
+        redis
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The route `api` on `/api`: tokens of acme/app, plus `extra` (limits, `single_use`).
+fn route(extra: &str, limits: &str) -> String {
+    format!(
+        "name = \"api\"\npath_prefix = \"/api\"\nupstream = \"{{upstream}}\"\n\
+         issuer = \"test\"\naudience = \"{AUD}\"\n{extra}\n\n\
+         [[route.allow]]\nrepository = \"acme/app\"\n\n{limits}"
+    )
+}
+
+fn cluster_section(redis: &Redis) -> String {
+    format!(
+        "[cluster]\nredis_url = \"{}\"\nkey_prefix = \"test:\"\ntimeout = \"100ms\"\n",
+        redis.url()
+    )
+}
+
+/// `count` gateways sharing `redis` and the first gateway's issuer.
+fn gateways(count: usize, redis: &Redis, extra: &str, limits: &str) -> Vec<World> {
+    let first = World::builder()
+        .issuer(TestIssuer::start())
+        .audience(AUD)
+        .upstream("api")
+        .route(&route(extra, limits))
+        .config(&cluster_section(redis))
+        .start();
+    let issuer_table = first
+        .issuer()
+        .issuer_table("test", "min_refetch_interval = \"1s\"\n");
+    let mut worlds = vec![first];
+    for _ in 1..count {
+        worlds.push(
+            World::builder()
+                .audience(AUD)
+                .upstream("api")
+                .config(&issuer_table)
+                .route(&route(extra, limits))
+                .config(&cluster_section(redis))
+                .start(),
+        );
+    }
+    for world in &worlds {
+        world.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    }
+    worlds
+}
+
+fn job_token(world: &World, check_run_id: &str) -> String {
+    world.issuer().mint_github_with(
+        AUD,
+        json!({"check_run_id": check_run_id, "repository": "acme/app"}),
+    )
+}
+
+#[test]
+fn three_gateways_share_one_bucket_per_job() {
+    let redis = Redis::start();
+    let worlds = gateways(
+        3,
+        &redis,
+        "",
+        "[[route.limit]]\nkey = \"check_run_id\"\nrequests = 30\nper = \"10s\"\n",
+    );
+    let token = job_token(&worlds[0], "5001");
+    let started = Instant::now();
+    let mut admitted: u32 = 0;
+    let mut limited = 0;
+    // One job spreads its requests over all three for 10 s.
+    while started.elapsed() < Duration::from_secs(10) {
+        for world in &worlds {
+            match world.get("/api/x").bearer(&token).send().status {
+                200 => admitted += 1,
+                429 => limited += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "one job over three gateways for {elapsed:.1} s: {admitted} admitted, {limited} limited"
+    );
+    // One bucket of 30 that gets a token back every 10 s / 30: what one gateway alone
+    // admits in that time (three separate buckets would admit three times as much).
+    let one_gateway = 30.0 + elapsed * 3.0;
+    assert!(
+        admitted >= 30 && f64::from(admitted) <= one_gateway + 3.0,
+        "{admitted} admitted; one shared bucket admits at most {one_gateway:.0} (+3 slack)"
+    );
+    assert!(limited > 0);
+    // Another job has a bucket of its own, on every gateway.
+    let other = job_token(&worlds[0], "5002");
+    for world in &worlds {
+        assert_eq!(world.get("/api/x").bearer(&other).send().status, 200);
+    }
+    assert_eq!(
+        worlds[0].metric_or_zero("jobgate_cluster_errors_total", &[("op", "limit")]),
+        0.0
+    );
+}
+
+#[test]
+fn a_single_use_token_admitted_on_one_gateway_is_replayed_on_the_others() {
+    let redis = Redis::start();
+    let worlds = gateways(3, &redis, "single_use = true", "");
+    let token = job_token(&worlds[0], "6001");
+    assert_eq!(worlds[0].get("/api/x").bearer(&token).send().status, 200);
+    for world in &worlds[1..] {
+        let response = world.get("/api/x").bearer(&token).send();
+        assert_eq!(response.status, 401, "{}", response.text());
+        assert_eq!(response.json()["reason"], "replayed_token");
+    }
+    let fresh = job_token(&worlds[0], "6002");
+    assert_eq!(worlds[2].get("/api/x").bearer(&fresh).send().status, 200);
+}
+
+#[test]
+fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_restart() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let limited = World::builder()
+        .issuer(TestIssuer::start())
+        .audience(AUD)
+        .upstream("api")
+        .route(&route(
+            "",
+            "[[route.limit]]\nkey = \"check_run_id\"\nrequests = 3\nper = \"1m\"\n",
+        ))
+        .config(&route_table_single_use())
+        .config(&cluster_section(&redis))
+        .start();
+    limited.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    let token = job_token(&limited, "7001");
+    // Shared bucket first: two of three spent in Redis.
+    for _ in 0..2 {
+        assert_eq!(limited.get("/api/x").bearer(&token).send().status, 200);
+    }
+
+    redis.stop();
+    // Limits fall back to this gateway's buckets (which start full: 3 more, then 429).
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        statuses.push(limited.get("/api/x").bearer(&token).send().status);
+        // timeout (100 ms) + 20 ms is the bound; a debug build on a busy machine gets room.
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "a request waited {:?} for a stopped Redis",
+            started.elapsed()
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "local fallback buckets");
+    // Single-use cannot rule out a replay: 503 state_unavailable with Retry-After.
+    let once = job_token(&limited, "7002");
+    let response = limited.get("/once/x").bearer(&once).send();
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(response.json()["reason"], "state_unavailable");
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(limited.readyz().status, 200, "/readyz stays 200");
+    limited.wait_metric("jobgate_cluster_up", &[], |up| up == 0.0);
+    assert!(limited.metric_or_zero("jobgate_cluster_errors_total", &[("op", "single_use")]) >= 1.0);
+
+    // Redis back (empty): recovery without a restart, within 10 s.
+    let _redis = Redis::start_on(port);
+    limited.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    let again = job_token(&limited, "7003");
+    assert_eq!(limited.get("/once/x").bearer(&again).send().status, 200);
+    let replay = limited.get("/once/x").bearer(&again).send();
+    assert_eq!(replay.status, 401, "{}", replay.text());
+    assert_eq!(replay.json()["reason"], "replayed_token");
+    let mut limited = limited;
+    limited.assert_alive();
+}
+
+fn route_table_single_use() -> String {
+    format!(
+        "[[route]]\nname = \"once\"\npath_prefix = \"/once\"\nupstream = \"{{upstream}}\"\n\
+         issuer = \"test\"\naudience = \"{AUD}\"\nsingle_use = true\n\n\
+         [[route.allow]]\nrepository = \"acme/app\"\n"
+    )
+}
