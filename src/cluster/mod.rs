@@ -1,5 +1,5 @@
 //! State shared by every gateway using the same Redis and `key_prefix` (SPEC §9): rate-limit
-//! buckets and used `single_use` tokens. Redis is the engine; nothing here replicates by
+//! buckets, used `single_use` tokens and runtime revocations. Redis is the engine; nothing here replicates by
 //! itself.
 //!
 //! The request path never waits for a Redis that is known to be down: a failed or slow call
@@ -11,9 +11,11 @@
 //! except through the `policy` traits.
 
 mod buckets;
+mod revocations;
 mod used_tokens;
 
 pub use buckets::RedisBuckets;
+pub use revocations::RedisRevocations;
 pub use used_tokens::RedisUsedTokens;
 
 use std::future::Future;
@@ -34,6 +36,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 pub enum Op {
     Limit,
     SingleUse,
+    Revocation,
 }
 
 impl Op {
@@ -41,6 +44,7 @@ impl Op {
         match self {
             Op::Limit => "limit",
             Op::SingleUse => "single_use",
+            Op::Revocation => "revocation",
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct Cluster {
     prefix: String,
     timeout: Duration,
     up: AtomicBool,
+    /// Set once `[cluster]` keeps the runtime revocations ([`RedisRevocations`]).
+    revocations: std::sync::OnceLock<revocations::RevocationSync>,
 }
 
 impl Cluster {
@@ -82,6 +88,7 @@ impl Cluster {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             up: AtomicBool::new(false),
+            revocations: std::sync::OnceLock::new(),
         });
         let probed = Arc::clone(&cluster);
         std::thread::Builder::new()
@@ -114,6 +121,10 @@ impl Cluster {
                 }
             }
             metrics().cluster().up.set(i64::from(healthy));
+            if healthy {
+                // Back after a failure: the list may have changed meanwhile, read it whole.
+                self.sync_revocations(!was).await;
+            }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }
@@ -166,6 +177,10 @@ impl Cluster {
     fn mark_down(&self, op: Op) {
         self.up.store(false, Ordering::Release);
         metrics().cluster().up.set(0);
+        self.count_error(op);
+    }
+
+    fn count_error(&self, op: Op) {
         metrics()
             .cluster()
             .errors_total

@@ -278,7 +278,14 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Box<Response<
 pub fn runtime_store(
     config: &crate::config::Config,
     store: &Arc<RevocationStore>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
 ) -> Result<Arc<dyn RuntimeRevocations>, String> {
+    if let Some(cluster) = cluster {
+        return Ok(Arc::new(crate::cluster::RedisRevocations::new(
+            Arc::clone(cluster),
+            Arc::clone(store),
+        )));
+    }
     match &config.revocation_state_file {
         Some(path) => Ok(Arc::new(StateFile::open(path.clone(), Arc::clone(store))?)),
         None => Ok(Arc::new(NoRuntimeStore)),

@@ -151,14 +151,15 @@ pub fn serve_with(
         idle_timeout: config.server.idle_timeout,
     };
     let revocations = Arc::new(RevocationStore::default());
-    let runtime_revocations =
-        crate::ops::revocations::runtime_store(&config, &revocations).map_err(ServeError::Setup)?;
     let cluster = config
         .cluster
         .as_ref()
         .map(crate::cluster::Cluster::start)
         .transpose()
         .map_err(ServeError::Setup)?;
+    let runtime_revocations =
+        crate::ops::revocations::runtime_store(&config, &revocations, cluster.as_ref())
+            .map_err(ServeError::Setup)?;
     let mut first =
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?;
     if let Some(cluster) = cluster {
