@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Cluster, Op};
+use super::client::{Cluster, Op};
 use crate::policy::limits::{BucketStore, LimitVerdict, Take, take_local};
 
 /// KEYS: the buckets; ARGV: interval and window of each, in µs. Uses Redis's clock, so

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{Cluster, Op};
+use super::client::{Cluster, Op};
 use crate::policy::revocation::RevocationStore;
 use crate::policy::revocation::runtime::{
     MAX_RUNTIME_ENTRIES, RuntimeEntry, RuntimeRevocations, RuntimeStoreError,
@@ -61,23 +61,21 @@ impl RevocationSync {
     }
 }
 
-impl Cluster {
-    fn revocation_keys(&self) -> (Vec<u8>, Vec<u8>) {
-        (
-            self.key("revocations", &[]),
-            self.key("revocations", &[b"version"]),
-        )
-    }
+fn revocation_keys(cluster: &Cluster) -> (Vec<u8>, Vec<u8>) {
+    (
+        cluster.key("revocations", &[]),
+        cluster.key("revocations", &[b"version"]),
+    )
+}
 
+impl RevocationSync {
     /// Called by the probe while Redis answers: re-reads the list when its version moved,
     /// when `force` (Redis just came back) or once a minute.
-    pub(super) async fn sync_revocations(&self, force: bool) {
-        let Some(sync) = self.revocations.get() else {
-            return;
-        };
+    pub(super) async fn sync(&self, cluster: &Cluster, force: bool) {
+        let sync = self;
         let mut state = sync.lock.lock().await;
-        let (hash, version_key) = self.revocation_keys();
-        let mut connection = self.connection.clone();
+        let (hash, version_key) = revocation_keys(cluster);
+        let mut connection = cluster.connection();
         let read = async {
             let version: Option<i64> = connection.get(&version_key).await?;
             let due = force
@@ -110,13 +108,13 @@ impl Cluster {
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot read runtime revocations from Redis; the last list stays");
-                self.count_error(Op::Revocation);
+                cluster.count_error(Op::Revocation);
             }
             Err(_) => {
                 tracing::warn!(
                     "reading runtime revocations from Redis timed out; the last list stays"
                 );
-                self.count_error(Op::Revocation);
+                cluster.count_error(Op::Revocation);
             }
         }
     }
@@ -125,20 +123,12 @@ impl Cluster {
 /// The `/revocations` API's store with `[cluster]`: entries live in Redis.
 pub struct RedisRevocations {
     cluster: Arc<Cluster>,
+    sync: Arc<RevocationSync>,
 }
 
 impl RedisRevocations {
-    /// Also makes the probe keep this gateway's list in step with Redis.
-    pub fn new(cluster: Arc<Cluster>, store: Arc<RevocationStore>) -> RedisRevocations {
-        let _ = cluster.revocations.set(RevocationSync::new(store));
-        RedisRevocations { cluster }
-    }
-
-    fn sync(&self) -> Result<&RevocationSync, RuntimeStoreError> {
-        self.cluster
-            .revocations
-            .get()
-            .ok_or_else(|| RuntimeStoreError::Unavailable("revocation sync not started".into()))
+    pub fn new(cluster: Arc<Cluster>, sync: Arc<RevocationSync>) -> RedisRevocations {
+        RedisRevocations { cluster, sync }
     }
 }
 
@@ -153,12 +143,12 @@ fn unavailable() -> RuntimeStoreError {
 #[async_trait]
 impl RuntimeRevocations for RedisRevocations {
     async fn add(&self, entry: RuntimeEntry) -> Result<(), RuntimeStoreError> {
-        let sync = self.sync()?;
+        let sync = &self.sync;
         let json = serde_json::to_vec(&entry)
             .map_err(|error| RuntimeStoreError::Unavailable(error.to_string()))?;
         let _held = sync.lock.lock().await;
-        let (hash, version) = self.cluster.revocation_keys();
-        let mut connection = self.cluster.connection.clone();
+        let (hash, version) = revocation_keys(&self.cluster);
+        let mut connection = self.cluster.connection();
         let script = redis::Script::new(ADD_SCRIPT);
         let mut invocation = script.prepare_invoke();
         invocation
@@ -186,10 +176,10 @@ impl RuntimeRevocations for RedisRevocations {
     }
 
     async fn remove(&self, id: &str) -> Result<bool, RuntimeStoreError> {
-        let sync = self.sync()?;
+        let sync = &self.sync;
         let _held = sync.lock.lock().await;
-        let (hash, version) = self.cluster.revocation_keys();
-        let mut connection = self.cluster.connection.clone();
+        let (hash, version) = revocation_keys(&self.cluster);
+        let mut connection = self.cluster.connection();
         let script = redis::Script::new(REMOVE_SCRIPT);
         let mut invocation = script.prepare_invoke();
         invocation.key(hash).key(version).arg(id);

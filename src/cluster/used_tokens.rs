@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Cluster, Op};
+use super::client::{Cluster, Op};
 use crate::policy::replay::{FirstUse, TokenId, UsedTokenStore};
 
 pub struct RedisUsedTokens {

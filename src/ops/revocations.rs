@@ -278,12 +278,12 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Box<Response<
 pub fn runtime_store(
     config: &crate::config::Config,
     store: &Arc<RevocationStore>,
-    cluster: Option<&Arc<crate::cluster::Cluster>>,
+    cluster: Option<&crate::cluster::Shared>,
 ) -> Result<Arc<dyn RuntimeRevocations>, String> {
-    if let Some(cluster) = cluster {
+    if let Some(shared) = cluster {
         return Ok(Arc::new(crate::cluster::RedisRevocations::new(
-            Arc::clone(cluster),
-            Arc::clone(store),
+            Arc::clone(&shared.cluster),
+            Arc::clone(&shared.revocations),
         )));
     }
     match &config.revocation_state_file {

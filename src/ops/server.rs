@@ -154,7 +154,7 @@ pub fn serve_with(
     let cluster = config
         .cluster
         .as_ref()
-        .map(crate::cluster::Cluster::start)
+        .map(|cluster| crate::cluster::start(cluster, &revocations))
         .transpose()
         .map_err(ServeError::Setup)?;
     let runtime_revocations =
@@ -162,9 +162,13 @@ pub fn serve_with(
             .map_err(ServeError::Setup)?;
     let mut first =
         GatewayState::build(config, None, Arc::clone(&revocations)).map_err(ServeError::Setup)?;
-    if let Some(cluster) = cluster {
-        first.buckets = Arc::new(crate::cluster::RedisBuckets::new(Arc::clone(&cluster)));
-        first.used_store = Some(Arc::new(crate::cluster::RedisUsedTokens::new(cluster)));
+    if let Some(shared) = &cluster {
+        first.buckets = Arc::new(crate::cluster::RedisBuckets::new(Arc::clone(
+            &shared.cluster,
+        )));
+        first.used_store = Some(Arc::new(crate::cluster::RedisUsedTokens::new(Arc::clone(
+            &shared.cluster,
+        ))));
     }
     let state: SharedState = Arc::new(ArcSwap::from_pointee(first));
     revocations.watch();
