@@ -214,7 +214,11 @@ fn a_single_use_token_admitted_on_one_gateway_is_replayed_on_the_others() {
 fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_restart() {
     let mut redis = Redis::start();
     let port = redis.port;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, ADMIN_TOKEN).expect("token file");
     let limited = World::builder()
+        .server(&format!("admin_token_file = \"{}\"", token_file.display()))
         .issuer(TestIssuer::start())
         .audience(AUD)
         .upstream("api")
@@ -227,6 +231,14 @@ fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_re
         .start();
     limited.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
     let token = job_token(&limited, "7001");
+    let revoked = job_token(&limited, "7100");
+    let (status, body) = admin(
+        &limited,
+        "POST",
+        "/revocations",
+        Some("{\"check_run_id\": \"7100\"}"),
+    );
+    assert_eq!(status, 201, "{body}");
     // Shared bucket first: two of three spent in Redis.
     for _ in 0..2 {
         assert_eq!(limited.get("/api/x").bearer(&token).send().status, 200);
@@ -253,12 +265,29 @@ fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_re
     assert_eq!(response.json()["reason"], "state_unavailable");
     assert!(response.header("retry-after").is_some());
     assert_eq!(limited.readyz().status, 200, "/readyz stays 200");
+    // Revocations keep the last list; new ones cannot reach the others: 503.
+    assert_eq!(limited.get("/api/x").bearer(&revoked).send().status, 403);
+    let (status, _) = admin(
+        &limited,
+        "POST",
+        "/revocations",
+        Some("{\"run_id\": \"1\"}"),
+    );
+    assert_eq!(status, 503);
     limited.wait_metric("jobgate_cluster_up", &[], |up| up == 0.0);
     assert!(limited.metric_or_zero("jobgate_cluster_errors_total", &[("op", "single_use")]) >= 1.0);
 
     // Redis back (empty): recovery without a restart, within 10 s.
     let _redis = Redis::start_on(port);
     limited.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    // The runtime revocation lived only in Redis, which restarted empty: re-read in full,
+    // it is gone (README "Running many replicas").
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            limited.get("/once/x").bearer(&revoked).send().status != 403
+        }),
+        "a revocation lost with Redis's data still applies"
+    );
     let again = job_token(&limited, "7003");
     assert_eq!(limited.get("/once/x").bearer(&again).send().status, 200);
     let replay = limited.get("/once/x").bearer(&again).send();
