@@ -34,6 +34,9 @@ impl Redis {
     fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args([
+                // DEBUG SLEEP makes a slow Redis for the fault tests.
+                "--enable-debug-command",
+                "local",
                 "--port",
                 &port.to_string(),
                 "--bind",
@@ -64,6 +67,19 @@ impl Redis {
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut answer).is_ok()
             && &answer == b"+PONG\r\n"
+    }
+
+    /// Makes Redis answer nothing for `seconds` (from another thread; returns at once).
+    fn sleep(&self, seconds: u32) -> std::thread::JoinHandle<()> {
+        let port = self.port;
+        std::thread::spawn(move || {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(u64::from(seconds) + 5)));
+                let _ = stream.write_all(format!("DEBUG SLEEP {seconds}\r\n").as_bytes());
+                let mut answer = [0u8; 5];
+                let _ = stream.read_exact(&mut answer);
+            }
+        })
     }
 
     fn url(&self) -> String {
@@ -406,4 +422,52 @@ fn a_revocation_on_one_gateway_reaches_the_other_within_a_second_and_delete_lift
             .1
             .contains(id.as_str().unwrap_or("-"))
     }));
+}
+
+#[test]
+fn a_slow_redis_never_holds_a_request_longer_than_timeout() {
+    let redis = Redis::start();
+    let world = World::builder()
+        .issuer(TestIssuer::start())
+        .audience(AUD)
+        .upstream("api")
+        .route(&route(
+            "",
+            "[[route.limit]]\nkey = \"check_run_id\"\nrequests = 100\nper = \"1m\"\n",
+        ))
+        .config(&route_table_single_use())
+        .config(&cluster_section(&redis))
+        .start();
+    world.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    let token = job_token(&world, "9001");
+    assert_eq!(world.get("/api/x").bearer(&token).send().status, 200);
+
+    let sleeper = redis.sleep(3);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
+    for attempt in 0..5 {
+        let started = Instant::now();
+        assert_eq!(
+            world.get("/api/x").bearer(&token).send().status,
+            200,
+            "limits fall back"
+        );
+        slowest = slowest.max(started.elapsed());
+        let once = job_token(&world, &format!("91{attempt:02}"));
+        let started = Instant::now();
+        let response = world.get("/once/x").bearer(&once).send();
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.json()["reason"], "state_unavailable");
+    }
+    eprintln!("slowest request while Redis slept (timeout 100 ms): {slowest:?}");
+    // timeout (100 ms) + 20 ms in SPEC terms; a debug build on a shared machine gets room.
+    assert!(slowest < Duration::from_millis(600), "{slowest:?}");
+    assert!(world.metric_or_zero("jobgate_cluster_errors_total", &[("op", "limit")]) >= 1.0);
+    let _ = sleeper.join();
+    // Redis answers again: shared state is used again, without a restart.
+    world.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    let fresh = job_token(&world, "9200");
+    assert_eq!(world.get("/once/x").bearer(&fresh).send().status, 200);
+    assert_eq!(world.get("/once/x").bearer(&fresh).send().status, 401);
 }
