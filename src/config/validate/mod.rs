@@ -50,6 +50,18 @@ pub fn compile(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .cluster
         .as_ref()
         .and_then(|section| server::compile_cluster(section, &mut diagnostics));
+    let ignored_state_file = file
+        .revocation
+        .as_ref()
+        .and_then(|section| section.state_file.as_ref())
+        .filter(|_| file.cluster.is_some());
+    if let Some(state_file) = ignored_state_file {
+        diagnostics.warn(
+            &state_file.span(),
+            "`state_file` is not used with `[cluster]`: runtime revocations live in Redis; \
+             remove it, or keep lasting entries in the revocation `file`",
+        );
+    }
     let warnings = diagnostics.finish().map_err(|errors| ConfigError {
         file: path.to_path_buf(),
         errors,

@@ -1105,6 +1105,21 @@ fn cluster_section_defaults_and_refusals() {
         !format!("{cluster:?}").contains("6379"),
         "the URL may hold a password"
     );
+    let both = compile(
+        &format!(
+            "{base}[revocation]\nstate_file = \"runtime.toml\"\n\
+             [cluster]\nredis_url = \"redis://127.0.0.1:6379/0\"\n"
+        ),
+        Path::new("/etc/jobgate/jobgate.toml"),
+    )
+    .expect("a warning, not an error");
+    assert!(
+        both.warnings
+            .iter()
+            .any(|warning| warning.message.contains("not used with `[cluster]`")),
+        "{:?}",
+        both.warnings
+    );
     for (section, wanted) in [
         ("redis_url = \"http://127.0.0.1:6379\"", "redis_url"),
         ("redis_url = \"rediss://127.0.0.1:6379\"", "rediss://"),
