@@ -72,8 +72,7 @@ impl RevocationSync {
     /// Called by the probe while Redis answers: re-reads the list when its version moved,
     /// when `force` (Redis just came back) or once a minute.
     pub(super) async fn sync(&self, cluster: &Cluster, force: bool) {
-        let sync = self;
-        let mut state = sync.lock.lock().await;
+        let mut state = self.lock.lock().await;
         let (hash, version_key) = revocation_keys(cluster);
         let mut connection = cluster.connection();
         let read = async {
@@ -102,7 +101,7 @@ impl RevocationSync {
                         }
                     })
                     .collect();
-                sync.store.replace_runtime(entries);
+                self.store.replace_runtime(entries);
                 state.version = version;
                 state.last_full_read = Some(Instant::now());
             }

@@ -18,16 +18,10 @@ impl RedisUsedTokens {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 #[async_trait]
 impl UsedTokenStore for RedisUsedTokens {
     async fn first_use(&self, route: &str, token: TokenId, forget_at: u64, now: u64) -> FirstUse {
-        let key = self
-            .cluster
-            .key("used", &[route.as_bytes(), hex(&token.0).as_bytes()]);
+        let key = self.cluster.key("used", &[route.as_bytes(), &token.0]);
         let ttl_ms = forget_at.saturating_sub(now).max(1).saturating_mul(1_000);
         let set = self
             .cluster
