@@ -459,7 +459,31 @@ impl fmt::Display for RuleRef {
 }
 
 #[cfg(test)]
+pub(crate) mod test_rules {
+    //! Rules written as TOML values, for the tests of every module that matches them.
+    use super::{CompiledRule, Condition, Matcher};
+
+    /// `toml_value` as a rule condition, e.g. `"\"acme/*\""` or `"{ regex = \"…\" }"`.
+    pub(crate) fn matcher(toml_value: &str) -> Matcher {
+        let table: toml::Table =
+            toml::from_str(&format!("v = {toml_value}")).expect("test value parses");
+        Matcher::from_toml(&table["v"]).expect("test value compiles")
+    }
+
+    /// A rule of `(claim, TOML value)` conditions.
+    pub(crate) fn rule(conditions: &[(&str, &str)]) -> CompiledRule {
+        CompiledRule::new(
+            conditions
+                .iter()
+                .map(|(claim, value)| Condition::new(claim, matcher(value)))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::test_rules::{matcher, rule};
     use super::*;
 
     fn glob(pattern: &str, text: &str) -> bool {
@@ -472,21 +496,6 @@ mod tests {
             "shape and general matcher disagree on {pattern:?} vs {text:?}"
         );
         fast
-    }
-
-    fn matcher(toml_value: &str) -> Matcher {
-        let table: toml::Table =
-            toml::from_str(&format!("v = {toml_value}")).expect("test value parses");
-        Matcher::from_toml(&table["v"]).expect("test value compiles")
-    }
-
-    fn rule(conditions: &[(&str, &str)]) -> CompiledRule {
-        CompiledRule::new(
-            conditions
-                .iter()
-                .map(|(claim, value)| Condition::new(claim, matcher(value)))
-                .collect(),
-        )
     }
 
     #[test]

@@ -154,25 +154,11 @@ mod tests {
     use super::*;
     use crate::auth::claims::Claims;
     use crate::config::Mode;
-    use crate::config::rules::{CompiledRule, Condition, Matcher};
+    use crate::config::rules::CompiledRule;
+    use crate::config::rules::test_rules::{matcher, rule};
 
     fn claims(json: serde_json::Value) -> Claims {
         Claims::from_json_object(json.as_object().expect("test claims are an object"))
-    }
-
-    fn matcher(toml_value: &str) -> Matcher {
-        let table: toml::Table =
-            toml::from_str(&format!("v = {toml_value}")).expect("test value parses");
-        Matcher::from_toml(&table["v"]).expect("test value compiles")
-    }
-
-    fn rule(conditions: &[(&str, &str)]) -> CompiledRule {
-        CompiledRule::new(
-            conditions
-                .iter()
-                .map(|(claim, value)| Condition::new(claim, matcher(value)))
-                .collect(),
-        )
     }
 
     fn route(allow: Vec<CompiledRule>, deny: Vec<CompiledRule>) -> RouteAuth {
