@@ -86,6 +86,7 @@ fn poll_once<F: Future>(future: F) -> F::Output {
 fn benches(c: &mut Criterion) {
     let f = fixture();
     println!("token length: {} bytes", f.token.len());
+    let names = jobgate::auth::identity::wire_names(&f.issuer);
 
     c.bench_function("rs256_cold_verify", |b| {
         b.iter(|| {
@@ -94,7 +95,8 @@ fn benches(c: &mut Criterion) {
             let KeyChoice::Key(key) = f.keys.select(header.kid.as_deref(), header.alg) else {
                 panic!("no key");
             };
-            let verified = verify_with_key(&f.issuer, 1, key, &header, &parts).expect("valid");
+            let verified =
+                verify_with_key(&f.issuer, 1, &names, key, &header, &parts).expect("valid");
             check_request(&verified, &f.issuer, AUD, f.now).expect("accepted");
             verified
         })
@@ -111,7 +113,7 @@ fn benches(c: &mut Criterion) {
     // The JSON side of a cold verification, as `verify` does it: decode, parse with
     // duplicate names refused, claim types, `iss`, index.
     c.bench_function("claims_parse", |b| {
-        b.iter(|| parse_claims(black_box(parts.payload), &f.issuer).expect("valid claims"))
+        b.iter(|| parse_claims(black_box(parts.payload), &f.issuer, &[]).expect("valid claims"))
     });
 
     let der = f.key.public_key_der();
@@ -132,7 +134,8 @@ fn benches(c: &mut Criterion) {
 
     // The cache alone: keyed hash, set lookup, byte compare, per-request checks.
     let cache = TokenCache::new(100_000);
-    let verified = Arc::new(verify_with_key(&f.issuer, 1, key, &header, &parts).expect("valid"));
+    let verified =
+        Arc::new(verify_with_key(&f.issuer, 1, &names, key, &header, &parts).expect("valid"));
     cache.insert(
         TokenKey::of(&f.token),
         &f.token,

@@ -1,10 +1,12 @@
 //! Identity headers: what the upstream learns about the job that called (SPEC §4), and the
 //! removal of every client-sent header that could pose as one (SPEC §3 step 1).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use crate::auth::claims::{ClaimValue, Claims};
+use crate::auth::claims::{ClaimValue, Claims, Span};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
@@ -22,24 +24,31 @@ pub fn job_url(server_url: &str, claims: &Claims) -> Option<String> {
     ))
 }
 
-/// A claim's value as one header value: scalars as text, lists joined with `, `.
-/// `None` when the claim is absent or not representable (an object).
-fn claim_text(claims: &Claims, claim: &str) -> Option<String> {
+/// A claim's value as one header value: a scalar where it lies in the claims' buffer, a
+/// list as its items joined with `, `. `None` when the claim is absent or not
+/// representable (an object).
+fn claim_value(claims: &Claims, claim: &str) -> Option<Value> {
     match claims.get(claim)? {
-        ClaimValue::Text(text) => Some(text.to_string()),
-        ClaimValue::List(items) => Some(items.join(", ")),
+        ClaimValue::Text(_) => claims.text_span(claim).map(Value::Span),
+        ClaimValue::List(items) => Some(Value::Extra(items.iter().collect::<Vec<_>>().join(", "))),
         ClaimValue::Other => None,
     }
 }
 
+/// Where a header value comes from while it is being built.
+enum Value {
+    Span(Span),
+    Extra(String),
+}
+
 /// Only visible ASCII and space may be forwarded: anything else (TAB, CR/LF, other
 /// controls, non-ASCII) could split or smuggle headers, or be read differently upstream.
-/// Takes the text by value: the header value keeps its buffer instead of a copy.
-fn forwardable(value: String) -> Result<HeaderValue, Reason> {
-    if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
-        return Err(Reason::UnforwardableClaim);
+fn forwardable(value: &[u8]) -> Result<(), Reason> {
+    if value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Reason::UnforwardableClaim)
     }
-    HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| Reason::UnforwardableClaim)
 }
 
 const ISSUER_HEADER: HeaderName = HeaderName::from_static("x-jobgate-issuer");
@@ -49,61 +58,141 @@ pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-jobgate-route");
 /// [`ROUTE_HEADER`] as wire bytes, for the per-request insert.
 pub const ROUTE_HEADER_WIRE: Bytes = Bytes::from_static(b"x-jobgate-route");
 
-/// Header name/value pairs, ready to set on the upstream request. Names are the bytes
-/// Pingora writes on the wire and values share theirs, so setting them per request costs
-/// reference counts, not copies (a `HeaderName` would be copied into a wire form on every
-/// insert).
-pub type IdentityHeaders = Box<[(Bytes, HeaderValue)]>;
-
-/// [`token_headers`] in the form kept per verified token ([`IdentityHeaders`]).
-pub fn wire_headers(headers: Vec<(HeaderName, HeaderValue)>) -> IdentityHeaders {
-    headers
-        .into_iter()
-        .map(|(name, value)| (Bytes::copy_from_slice(name.as_str().as_bytes()), value))
+/// The identity header names of one issuer, as the bytes Pingora writes on the wire: its
+/// table's, then `X-Jobgate-Issuer` and `-Subject`. Built once per issuer and shared by its
+/// tokens, so that setting a header per request costs a reference count (a `HeaderName`
+/// would be copied into a wire form on every insert).
+pub fn wire_names(issuer: &IssuerConfig) -> Arc<[Bytes]> {
+    issuer
+        .headers
+        .iter()
+        .map(|(name, _)| name)
+        .chain([&ISSUER_HEADER, &SUBJECT_HEADER])
+        .map(|name| Bytes::copy_from_slice(name.as_str().as_bytes()))
         .collect()
 }
 
-/// The identity headers for a verified token on a route: the issuer's table (absent
-/// claims set nothing) and, always, `X-Jobgate-Issuer`, `-Subject` and `-Route`.
+/// One header of [`TokenHeaders`]: which name, and where its value is (in the claims'
+/// buffer, or in the token's own extra bytes for a derived value).
+#[derive(Debug, Clone, Copy)]
+struct HeaderSlot {
+    name: u16,
+    in_extra: bool,
+    value: Span,
+}
+
+/// The identity headers a token gives (SPEC §4), except `X-Jobgate-Route`: built once per
+/// verified token as positions in buffers it already holds, checked forwardable then, and
+/// turned into header values per request for a reference count each.
+#[derive(Debug, Clone)]
+pub struct TokenHeaders {
+    names: Arc<[Bytes]>,
+    /// Values that are not one claim's text (`job_url`, a joined list), back to back.
+    extra: Bytes,
+    slots: Box<[HeaderSlot]>,
+}
+
+impl TokenHeaders {
+    /// Name and value of each header, in table order, then issuer and subject.
+    pub fn iter<'a>(
+        &'a self,
+        claims: &'a Claims,
+    ) -> impl Iterator<Item = (&'a Bytes, HeaderValue)> + 'a {
+        self.slots.iter().filter_map(move |slot| {
+            let value = if slot.in_extra {
+                self.extra.slice(slot.value.range_in(&self.extra)?)
+            } else {
+                claims.shared(slot.value)
+            };
+            // Checked by `forwardable` when built, so this does not fail.
+            let value = HeaderValue::from_maybe_shared(value).ok()?;
+            Some((self.names.get(usize::from(slot.name))?, value))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Heap bytes held by this token's headers (the names are the issuer's).
+    pub fn heap_bytes(&self) -> usize {
+        self.extra.len() + std::mem::size_of_val(&*self.slots)
+    }
+}
+
+/// [`TokenHeaders`] for a token of `issuer` (whose [`wire_names`] are `names`): the
+/// issuer's table (absent claims set nothing), then `X-Jobgate-Issuer` and `-Subject`.
 /// A value that cannot be a header value refuses the request (`unforwardable_claim`).
+pub fn token_headers(
+    issuer: &IssuerConfig,
+    claims: &Claims,
+    names: &Arc<[Bytes]>,
+) -> Result<TokenHeaders, Reason> {
+    let mut extra = Vec::new();
+    let mut slots = Vec::with_capacity(names.len());
+    let claim_names = issuer
+        .headers
+        .iter()
+        .map(|(_, claim)| claim.as_str())
+        .chain(["iss", "sub"]);
+    for (index, claim) in claim_names.enumerate() {
+        let value = if claim == JOB_URL && index < issuer.headers.len() {
+            job_url(&issuer.server_url, claims).map(Value::Extra)
+        } else {
+            claim_value(claims, claim)
+        };
+        let Some(value) = value else { continue };
+        let (in_extra, value) = match value {
+            Value::Span(span) => {
+                forwardable(claims.bytes(span))?;
+                (false, span)
+            }
+            Value::Extra(text) => {
+                forwardable(text.as_bytes())?;
+                let span = Span::of(extra.len(), text.len());
+                extra.extend_from_slice(text.as_bytes());
+                (true, span)
+            }
+        };
+        let name = u16::try_from(index).map_err(|_| Reason::UnforwardableClaim)?;
+        slots.push(HeaderSlot {
+            name,
+            in_extra,
+            value,
+        });
+    }
+    Ok(TokenHeaders {
+        names: Arc::clone(names),
+        extra: Bytes::from(extra),
+        slots: slots.into_boxed_slice(),
+    })
+}
+
+/// The identity headers for a verified token on a route, as a list (`explain`, tests): the
+/// same as [`token_headers`], then `X-Jobgate-Route`.
 pub fn identity_headers(
     issuer: &IssuerConfig,
     claims: &Claims,
     route: &str,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
-    let mut headers = token_headers(issuer, claims)?;
-    headers.push((ROUTE_HEADER, forwardable(route.to_owned())?));
-    Ok(headers)
-}
-
-/// What [`identity_headers`] gives that depends on the token alone (everything but the
-/// route header), so that it can be built once per verified token.
-pub fn token_headers(
-    issuer: &IssuerConfig,
-    claims: &Claims,
-) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
-    let mut headers = Vec::with_capacity(issuer.headers.len() + 3);
-    for (name, claim) in &issuer.headers {
-        let value = if claim == JOB_URL {
-            job_url(&issuer.server_url, claims)
-        } else {
-            claim_text(claims, claim)
-        };
-        if let Some(value) = value {
-            headers.push((name.clone(), forwardable(value)?));
-        }
-    }
-    for (name, claim) in [(ISSUER_HEADER, "iss"), (SUBJECT_HEADER, "sub")] {
-        if let Some(value) = claim_text(claims, claim) {
-            headers.push((name, forwardable(value)?));
-        }
-    }
-    Ok(headers)
+    let headers = token_headers(issuer, claims, &wire_names(issuer))?;
+    let mut list: Vec<(HeaderName, HeaderValue)> = headers
+        .iter(claims)
+        .filter_map(|(name, value)| Some((HeaderName::from_bytes(name).ok()?, value)))
+        .collect();
+    list.push((ROUTE_HEADER, route_header_value(route)?));
+    Ok(list)
 }
 
 /// The `X-Jobgate-Route` value of a route, built once per config load.
 pub fn route_header_value(route: &str) -> Result<HeaderValue, Reason> {
-    forwardable(route.to_owned())
+    forwardable(route.as_bytes())?;
+    HeaderValue::from_maybe_shared(Bytes::from(route.to_owned()))
+        .map_err(|_| Reason::UnforwardableClaim)
 }
 
 #[cfg(test)]

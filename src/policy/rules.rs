@@ -12,7 +12,7 @@ use crate::config::rules::{CompiledRule, Condition, Matcher, RuleKind, RuleRef};
 impl Matcher {
     /// An absent claim never matches; a list claim matches when any element does; a claim
     /// that is neither scalar nor list of scalars never matches.
-    pub fn matches_value(&self, value: Option<&ClaimValue>) -> bool {
+    pub fn matches_value(&self, value: Option<ClaimValue<'_>>) -> bool {
         match value {
             Some(ClaimValue::Text(text)) => self.matches_text(text),
             Some(ClaimValue::List(items)) => items.iter().any(|item| self.matches_text(item)),
@@ -32,13 +32,13 @@ impl Condition {
         ConditionReport {
             claim: self.claim.clone(),
             expected: self.matcher.to_string(),
-            actual: value.map(display_claim),
+            actual: value.as_ref().map(display_claim),
             matched: self.matcher.matches_value(value),
         }
     }
 }
 
-fn display_claim(value: &ClaimValue) -> String {
+fn display_claim(value: &ClaimValue<'_>) -> String {
     match value {
         ClaimValue::Text(text) => format!("{text:?}"),
         ClaimValue::List(items) => {

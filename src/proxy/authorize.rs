@@ -112,7 +112,7 @@ pub async fn authorize<'a>(
     if would_deny && auth.mode == Mode::Enforce {
         return Err(refused(Reason::PolicyDenied, decision.rule()));
     }
-    if let Err(reason) = verified.identity_headers(issuer) {
+    if let Err(reason) = verified.identity_headers() {
         return Err(refused(reason, decision.rule()));
     }
     Ok(Allowed {

@@ -234,16 +234,16 @@ impl ProxyHttp for Gateway {
                 .and_then(|index| ctx.state.config.routes.get(index))
                 .and_then(|route| route.auth.as_ref());
             // Built and checked in `authorize`; here only reference-counted copies.
-            if let Ok(headers) = allowed.token.identity_headers(&allowed.issuer) {
-                for (name, value) in headers.iter() {
+            if let Ok(headers) = allowed.token.identity_headers() {
+                for (name, value) in headers.iter(&allowed.token.claims) {
                     // The spoof filter removed every client-sent header of these names, so
                     // appending adds the one value, minus `insert`'s search for old ones
                     // (~40 instructions a header); only a name jobgate itself set above
                     // must replace.
                     if *name == FORWARDED_FOR || *name == FORWARDED_PROTO {
-                        upstream_request.insert_header(name.clone(), value.clone())?;
+                        upstream_request.insert_header(name.clone(), value)?;
                     } else {
-                        upstream_request.append_header(name.clone(), value.clone())?;
+                        upstream_request.append_header(name.clone(), value)?;
                     }
                 }
             }

@@ -23,12 +23,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{Notify, watch};
 
 use super::fetch::{FetchLimits, Fetcher};
 use super::jwks::{KeySet, printable_kid};
 use super::refresh::{RefreshPolicy, random_jitter};
+use crate::auth::identity::wire_names;
 use crate::config::IssuerConfig;
 use crate::metrics::metrics;
 use crate::refusal::Reason;
@@ -95,6 +97,8 @@ impl StoreMetrics {
 
 struct Shared {
     issuer: Arc<IssuerConfig>,
+    /// The issuer's [`wire_names`], built once.
+    header_names: Arc<[Bytes]>,
     id: u64,
     current: ArcSwapOption<KeySnapshot>,
     control: Mutex<Control>,
@@ -144,6 +148,7 @@ impl KeyStore {
             metrics.keys.set(0);
         }
         Arc::new(Shared {
+            header_names: wire_names(&issuer),
             issuer,
             id: next_store_id(),
             current: ArcSwapOption::empty(),
@@ -192,6 +197,11 @@ impl KeyStore {
 
     pub fn issuer(&self) -> &Arc<IssuerConfig> {
         &self.shared.issuer
+    }
+
+    /// The issuer's identity header names, shared by every token verified here.
+    pub fn header_names(&self) -> &Arc<[Bytes]> {
+        &self.shared.header_names
     }
 
     /// Identifies this store (and so this issuer's settings) for the token cache: a token

@@ -239,7 +239,7 @@ impl Authenticator {
                     CacheCheck::Skip
                 } else if snapshot
                     .keys
-                    .contains_key(entry.kid.as_deref(), &entry.key_fingerprint)
+                    .contains_key(entry.kid(), &entry.key_fingerprint)
                 {
                     CacheCheck::Use
                 } else {
@@ -269,7 +269,14 @@ impl Authenticator {
                 return Attempt::UnknownKid(kid);
             }
         };
-        match verify_with_key(issuer, store.id(), key, &header, &parts) {
+        match verify_with_key(
+            issuer,
+            store.id(),
+            store.header_names(),
+            key,
+            &header,
+            &parts,
+        ) {
             Ok(verified) => {
                 let verified = Arc::new(verified);
                 self.cache

@@ -1,12 +1,12 @@
 //! The token's payload after its signature verified: claim types and times (RFC 7519
-//! NumericDate), duplicate members refused, and `iss` compared with the issuer's URL.
+//! NumericDate), duplicate members refused (see [`Claims::parse`]), and `iss` compared with
+//! the issuer's URL.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::auth::claims::Claims;
+use crate::auth::claims::{Claims, ParsedPayload};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
@@ -65,61 +65,22 @@ fn claim_times_by<'v>(get: impl Fn(&str) -> Option<&'v Value>) -> Result<TokenTi
     Ok(TokenTimes { exp, iat, nbf })
 }
 
-/// A JSON object whose member names are unique, as its members sorted by name. RFC 7519 §4
-/// lets a parser take the last of duplicate claims; another reader (an upstream given the
-/// token, a log pipeline) may take the first, and then `aud = [theirs, ours]` means two
-/// different things. Refused. A sorted list rather than a map: looked up a few times, then
-/// moved into [`Claims`] without copying a string.
-struct UniqueObject(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = UniqueObject;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object with unique member names")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<UniqueObject, A::Error> {
-                let mut members: Vec<(String, Value)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(32));
-                while let Some(name) = map.next_key::<String>()? {
-                    let value: Value = map.next_value()?;
-                    members.push((name, value));
-                }
-                members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                if members.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-                    return Err(serde::de::Error::custom("duplicate member"));
-                }
-                Ok(UniqueObject(members))
-            }
-        }
-        deserializer.deserialize_map(Members)
-    }
-}
-
 /// The checks after the signature that depend on the token alone: claim types
-/// (`malformed_token`), then `iss` (`wrong_issuer`).
-pub fn parse_claims(payload: &str, issuer: &IssuerConfig) -> Result<(Claims, TokenTimes), Reason> {
+/// (`malformed_token`), then `iss` (`wrong_issuer`). `tail` is kept after the claims in
+/// their buffer (see [`Claims::parse`]); its spans come back with them.
+pub fn parse_claims(
+    payload: &str,
+    issuer: &IssuerConfig,
+    tail: &[&[u8]],
+) -> Result<(ParsedPayload, TokenTimes), Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Reason::MalformedToken)?;
-    let UniqueObject(members) =
-        serde_json::from_slice(&bytes).map_err(|_| Reason::MalformedToken)?;
-    let get = |name: &str| {
-        members
-            .binary_search_by(|(key, _)| key.as_str().cmp(name))
-            .ok()
-            .map(|index| &members[index].1)
-    };
+    let parsed = Claims::parse(bytes, tail).map_err(|_| Reason::MalformedToken)?;
+    let get = |name: &str| parsed.registered.get(name);
     let times = claim_times_by(get).map_err(|_| Reason::MalformedToken)?;
     if get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
         return Err(Reason::WrongIssuer);
     }
-    Ok((Claims::from_sorted_members(members), times))
+    Ok((parsed, times))
 }

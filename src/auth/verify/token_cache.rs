@@ -3,11 +3,11 @@
 //!
 //! A token is found by a keyed hash of its signature ([`TokenKey`]: SipHash with a key drawn
 //! at random once per process, so a client cannot aim tokens at one set to push a job's
-//! entry out), and an entry is used only if the whole token, stored beside it, is equal byte
-//! for byte: two tokens that share a hash share at most a set, never an entry, so no token
-//! can be made to skip its signature check by colliding with a cached one. A SHA-256 of the
-//! whole token did the same job at ~60 k instructions per request; the hash and compare cost
-//! about 1 k.
+//! entry out), and an entry is used only if the whole token is equal byte for byte to the
+//! one verified (the entry keeps its parts: header and signature as they were, the payload
+//! decoded, as the claims): two tokens that share a hash share at most a set, never an
+//! entry, so no token can be made to skip its signature check by colliding with a cached
+//! one. A SHA-256 of the whole token did the same job at ~60 k instructions per request.
 //!
 //! The hot path takes no lock: the cache is a fixed array of slots, each an
 //! [`ArcSwapOption`], grouped in sets of [`WAYS`] that a key picks (a set-associative
@@ -86,14 +86,14 @@ pub enum CacheCheck {
 /// What one slot holds.
 struct Entry {
     key: TokenKey,
-    /// The whole token, compared on every hit: the key alone admits nothing.
-    bearer: Box<str>,
+    /// Holds what it takes to compare the whole token on every hit
+    /// ([`VerifiedToken::is_encoded_by`]): the key alone admits nothing.
     token: Arc<VerifiedToken>,
 }
 
 impl Entry {
     fn is_for(&self, key: &TokenKey, bearer: &str) -> bool {
-        self.key == *key && *self.bearer == *bearer
+        self.key == *key && self.token.is_encoded_by(bearer)
     }
 }
 
@@ -207,11 +207,7 @@ impl TokenCache {
         let slot = &set[index];
         let current = slot.load_full();
         let was_empty = current.is_none();
-        let entry = Entry {
-            key,
-            bearer: bearer.into(),
-            token,
-        };
+        let entry = Entry { key, token };
         let previous = slot.compare_and_swap(&current, Some(Arc::new(entry)));
         // Lost a race with another insert or eviction: this token is not cached this time.
         if same_entry(&previous, &current) && was_empty {
@@ -258,15 +254,22 @@ impl Drop for TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::claims::Claims;
 
-    fn token(exp: u64, kid: &str) -> Arc<VerifiedToken> {
-        Arc::new(VerifiedToken::for_tests(
-            Claims::default(),
-            Some(kid),
-            exp,
-            0,
-        ))
+    /// A compact JWS whose payload names `tag` (the cache reads no claim, so it needs no
+    /// real signature, only real base64url parts).
+    fn jws(tag: &str) -> String {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = format!(r#"{{"tag":"{tag}"}}"#);
+        format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(format!("signature of {tag}"))
+        )
+    }
+
+    fn token_for(bearer: &str, exp: u64, kid: &str) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken::for_tests_encoded(bearer, exp, kid))
     }
 
     /// A key and the token it is for.
@@ -277,14 +280,16 @@ mod tests {
     #[test]
     fn hit_returns_the_same_entry() {
         let cache = TokenCache::new(100);
-        let (key, bearer) = keyed("a.b.c");
-        let entry = token(1_000, "k1");
+        let abc = jws("c");
+        let (key, bearer) = keyed(&abc);
+        let entry = token_for(bearer, 1_000, "k1");
         cache.insert(key, bearer, Arc::clone(&entry), 10);
         let hit = cache
             .get(&key, bearer, 10, |_| CacheCheck::Use)
             .expect("a hit");
         assert!(Arc::ptr_eq(&hit, &entry));
-        let (other_key, other) = keyed("a.b.d");
+        let abd = jws("d");
+        let (other_key, other) = keyed(&abd);
         assert!(
             cache
                 .get(&other_key, other, 10, |_| CacheCheck::Use)
@@ -296,8 +301,9 @@ mod tests {
     #[test]
     fn entry_lives_until_exp() {
         let cache = TokenCache::new(100);
-        let (key, bearer) = keyed("a.b.c");
-        cache.insert(key, bearer, token(1_000, "k1"), 10);
+        let abc = jws("c");
+        let (key, bearer) = keyed(&abc);
+        cache.insert(key, bearer, token_for(bearer, 1_000, "k1"), 10);
         assert!(cache.get(&key, bearer, 999, |_| CacheCheck::Use).is_some());
         assert!(
             cache
@@ -305,22 +311,19 @@ mod tests {
                 .is_none()
         );
         assert_eq!(cache.len(), 0, "the expired entry is removed");
-        cache.insert(key, bearer, token(1_000, "k1"), 1_000);
+        cache.insert(key, bearer, token_for(bearer, 1_000, "k1"), 1_000);
         assert_eq!(cache.len(), 0, "an expired token is not cached");
     }
 
     #[test]
     fn key_removed_is_a_miss() {
         let cache = TokenCache::new(100);
-        let (key, bearer) = keyed("a.b.c");
-        cache.insert(key, bearer, token(1_000, "old-kid"), 10);
+        let abc = jws("c");
+        let (key, bearer) = keyed(&abc);
+        cache.insert(key, bearer, token_for(bearer, 1_000, "old-kid"), 10);
         let current = ["new-kid"];
         let check = |entry: &VerifiedToken| {
-            if entry
-                .kid
-                .as_deref()
-                .is_some_and(|kid| current.contains(&kid))
-            {
+            if entry.kid().is_some_and(|kid| current.contains(&kid)) {
                 CacheCheck::Use
             } else {
                 CacheCheck::Evict
@@ -336,13 +339,15 @@ mod tests {
     fn size_is_bounded_and_expired_entries_go_first() {
         let cache = TokenCache::new(256);
         for i in 0..10_000u64 {
-            let bearer = format!("token-{i}");
-            cache.insert(TokenKey::of(&bearer), &bearer, token(100 + i, "k"), 50);
+            let bearer = jws(&format!("token-{i}"));
+            let token = token_for(&bearer, 100 + i, "k");
+            cache.insert(TokenKey::of(&bearer), &bearer, token, 50);
         }
         assert!(cache.len() <= cache.capacity());
         assert!(cache.len() >= cache.capacity() / 2);
         // The survivors are the ones that expire last.
-        let (newest, bearer) = keyed("token-9999");
+        let newest_token = jws("token-9999");
+        let (newest, bearer) = keyed(&newest_token);
         assert!(
             cache
                 .get(&newest, bearer, 50, |_| CacheCheck::Use)
@@ -350,13 +355,9 @@ mod tests {
         );
         // Once everything has expired, new inserts find room without evicting live ones.
         for i in 0..256 {
-            let bearer = format!("later-{i}");
-            cache.insert(
-                TokenKey::of(&bearer),
-                &bearer,
-                token(1_000_000, "k"),
-                100_000,
-            );
+            let bearer = jws(&format!("later-{i}"));
+            let token = token_for(&bearer, 1_000_000, "k");
+            cache.insert(TokenKey::of(&bearer), &bearer, token, 100_000);
         }
         assert!(cache.len() <= cache.capacity());
     }
@@ -364,17 +365,20 @@ mod tests {
     #[test]
     fn concurrent_inserts_and_evictions_keep_the_count_exact() {
         let cache = Arc::new(TokenCache::new(64));
+        let bearers: Arc<Vec<String>> =
+            Arc::new((0..300).map(|i| jws(&format!("token-{i}"))).collect());
         let workers: Vec<_> = (0..4)
             .map(|worker| {
                 let cache = Arc::clone(&cache);
+                let bearers = Arc::clone(&bearers);
                 std::thread::spawn(move || {
                     for i in 0..5_000u64 {
-                        let bearer = format!("token-{}", i % 300);
-                        let key = TokenKey::of(&bearer);
+                        let bearer = &bearers[(i % 300) as usize];
+                        let key = TokenKey::of(bearer);
                         match (i + worker) % 3 {
-                            0 => cache.insert(key, &bearer, token(1_000 + i, "k"), 10),
-                            1 => drop(cache.get(&key, &bearer, 10, |_| CacheCheck::Use)),
-                            _ => drop(cache.get(&key, &bearer, 10, |_| CacheCheck::Evict)),
+                            0 => cache.insert(key, bearer, token_for(bearer, 1_000 + i, "k"), 10),
+                            1 => drop(cache.get(&key, bearer, 10, |_| CacheCheck::Use)),
+                            _ => drop(cache.get(&key, bearer, 10, |_| CacheCheck::Evict)),
                         }
                     }
                 })
@@ -400,8 +404,9 @@ mod tests {
     #[test]
     fn zero_capacity_disables_caching() {
         let cache = TokenCache::new(0);
-        let (key, bearer) = keyed("a.b.c");
-        cache.insert(key, bearer, token(1_000, "k1"), 10);
+        let abc = jws("c");
+        let (key, bearer) = keyed(&abc);
+        cache.insert(key, bearer, token_for(bearer, 1_000, "k1"), 10);
         assert!(cache.get(&key, bearer, 10, |_| CacheCheck::Use).is_none());
     }
 
@@ -412,18 +417,42 @@ mod tests {
     fn a_key_collision_never_admits_another_token() {
         let cache = TokenCache::new(WAYS);
         let key = TokenKey::forced(7);
-        let (first, second) = ("header.payload-a.signature", "header.payload-b.signature");
-        let verified_first = token(1_000, "k1");
+        let (first, second) = (jws("a"), jws("b"));
+        let (first, second) = (first.as_str(), second.as_str());
+        let verified_first = token_for(first, 1_000, "k1");
         cache.insert(key, first, Arc::clone(&verified_first), 10);
         assert!(
             cache.get(&key, second, 10, |_| CacheCheck::Use).is_none(),
             "the second token must not get the first one's entry"
         );
-        // Same length, one byte apart, at the start and at the end.
-        for near in ["Xeader.payload-a.signature", "header.payload-a.signaturX"] {
-            assert!(cache.get(&key, near, 10, |_| CacheCheck::Use).is_none());
+        // Same length, one character apart: in the header, the payload and the signature,
+        // at their starts and ends (each still valid base64url).
+        let flip = |at: usize| {
+            let mut bytes = first.as_bytes().to_vec();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).expect("ascii")
+        };
+        let dots: Vec<usize> = first.match_indices('.').map(|(at, _)| at).collect();
+        for at in [
+            0,
+            dots[0] - 1,
+            dots[0] + 1,
+            dots[1] - 2,
+            dots[1] + 1,
+            first.len() - 2,
+        ] {
+            let near = flip(at);
+            assert_ne!(near, first);
+            assert!(
+                cache.get(&key, &near, 10, |_| CacheCheck::Use).is_none(),
+                "one character changed at {at}"
+            );
         }
-        let verified_second = token(1_000, "k2");
+        // Not base64url at all, or one character short.
+        for near in [first.replace('.', "!"), first[..first.len() - 1].to_owned()] {
+            assert!(cache.get(&key, &near, 10, |_| CacheCheck::Use).is_none());
+        }
+        let verified_second = token_for(second, 1_000, "k2");
         cache.insert(key, second, Arc::clone(&verified_second), 10);
         assert_eq!(
             cache.len(),

@@ -2,24 +2,30 @@
 //! types, `iss`: what depends on the token alone, checked once), and [`check_request`], what
 //! depends on the request or the clock (`aud`, `exp`, `nbf`, `iat`), checked on every use.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use super::jose::{JoseHeader, TokenParts};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+
+use super::jose::{JoseHeader, TokenParts, split_token};
 use super::payload::parse_claims;
 use super::signature::check_signature;
-use crate::auth::claims::{ClaimValue, Claims};
-use crate::auth::identity::{IdentityHeaders, token_headers, wire_headers};
+use crate::auth::claims::{ClaimValue, Claims, Span};
+use crate::auth::identity::{TokenHeaders, token_headers};
 use crate::auth::keys::jwks::VerifyingKey;
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
 /// A token whose signature verified with one of its issuer's keys, whose claims have the
 /// right types and whose `iss` is the issuer's. Audience and time are checked per request.
+///
+/// Kept by the verified-token cache until `exp`, so it is compact: the claims' buffer also
+/// holds the token's header segment, raw signature and `kid` (see [`Wire`]), and the
+/// identity headers are positions in it. A GitHub token takes ~2.3 KiB this way.
 #[derive(Debug)]
 pub struct VerifiedToken {
     pub claims: Claims,
-    /// The `kid` of the header, when it had one.
-    pub kid: Option<Box<str>>,
     pub exp: u64,
     pub iat: u64,
     pub nbf: Option<u64>,
@@ -27,9 +33,22 @@ pub struct VerifiedToken {
     pub(super) issuer_id: u64,
     /// Which key verified it (see `VerifyingKey::fingerprint`).
     pub(super) key_fingerprint: [u8; 32],
-    /// The identity headers of the issuer's table, built on first use: a job calling many
-    /// times pays for them once, like for its signature.
-    headers: OnceLock<Result<IdentityHeaders, Reason>>,
+    wire: Wire,
+    /// The identity headers of the issuer's table, or why one cannot be forwarded (the
+    /// refusal waits until the rules admitted the request, SPEC §3).
+    headers: Result<TokenHeaders, Reason>,
+}
+
+/// Where the parts of the token as sent sit in the claims' buffer (after the payload,
+/// which is the buffer's start), for [`VerifiedToken::is_encoded_by`].
+#[derive(Debug, Clone, Copy)]
+struct Wire {
+    payload_len: usize,
+    /// The header segment, base64url as sent.
+    header: Span,
+    /// The signature, decoded.
+    signature: Span,
+    kid: Option<Span>,
 }
 
 impl VerifiedToken {
@@ -37,52 +56,164 @@ impl VerifiedToken {
         self.issuer_id
     }
 
-    /// The identity headers this token gives (SPEC §4), except `X-Jobgate-Route`. Cached:
-    /// a cached token belongs to one issuer's key store, and a store is replaced whenever
-    /// its issuer's settings (header table included) change.
-    pub fn identity_headers(&self, issuer: &IssuerConfig) -> Result<&IdentityHeaders, Reason> {
-        self.headers
-            .get_or_init(|| token_headers(issuer, &self.claims).map(wire_headers))
-            .as_ref()
-            .map_err(|reason| *reason)
+    /// The `kid` of the header, when it had one.
+    pub fn kid(&self) -> Option<&str> {
+        self.wire
+            .kid
+            .and_then(|span| std::str::from_utf8(self.claims.bytes(span)).ok())
+    }
+
+    /// The identity headers this token gives (SPEC §4), except `X-Jobgate-Route`. Built
+    /// with the token: a cached token belongs to one issuer's key store, and a store is
+    /// replaced whenever its issuer's settings (header table included) change.
+    pub fn identity_headers(&self) -> Result<&TokenHeaders, Reason> {
+        self.headers.as_ref().map_err(|reason| *reason)
+    }
+
+    /// Whether `token` is, byte for byte, the token this was verified from: the cache's
+    /// guard, so that a token sharing a cache slot can never pass as this one. The payload
+    /// is kept decoded (it is the claims), so the incoming one is decoded to compare; the
+    /// strict base64url decoding refuses every second spelling of the same bytes, so equal
+    /// bytes mean equal text.
+    pub fn is_encoded_by(&self, token: &str) -> bool {
+        let Ok((header, parts)) = split_token(token) else {
+            return false;
+        };
+        let claims = &self.claims;
+        header.as_bytes() == claims.bytes(self.wire.header)
+            && decodes_to(
+                parts.signature.as_bytes(),
+                claims.bytes(self.wire.signature),
+            )
+            && decodes_to(
+                parts.payload.as_bytes(),
+                claims.bytes(Span::of(0, self.wire.payload_len)),
+            )
+    }
+
+    /// Heap bytes this token holds (claims, parts of the token, headers), for the memory
+    /// figures and tests.
+    pub fn heap_bytes(&self) -> usize {
+        self.claims.heap_bytes() + self.headers.as_ref().map_or(0, TokenHeaders::heap_bytes)
     }
 
     #[cfg(test)]
-    pub(crate) fn for_tests(claims: Claims, kid: Option<&str>, exp: u64, iat: u64) -> Self {
+    pub(crate) fn for_tests(claims: Claims, exp: u64, iat: u64) -> Self {
         VerifiedToken {
             claims,
-            kid: kid.map(Into::into),
             exp,
             iat,
             nbf: None,
             issuer_id: 0,
             key_fingerprint: [0; 32],
-            headers: OnceLock::new(),
+            wire: Wire {
+                payload_len: 0,
+                header: Span::of(0, 0),
+                signature: Span::of(0, 0),
+                kid: None,
+            },
+            headers: Err(Reason::UnforwardableClaim),
         }
     }
 }
 
+#[cfg(test)]
+impl VerifiedToken {
+    /// A token cached as if verified from `token` (a compact JWS with an object payload),
+    /// whatever its signature: for tests of the cache's compare.
+    pub(crate) fn for_tests_encoded(token: &str, exp: u64, kid: &str) -> Self {
+        let (header, parts) = split_token(token).expect("a compact JWS");
+        let signature = URL_SAFE_NO_PAD.decode(parts.signature).expect("base64url");
+        let payload = URL_SAFE_NO_PAD.decode(parts.payload).expect("base64url");
+        let parsed = Claims::parse(payload, &[header.as_bytes(), &signature, kid.as_bytes()])
+            .expect("an object payload");
+        let mut token = VerifiedToken::for_tests(parsed.claims, exp, 0);
+        token.wire = Wire {
+            payload_len: decoded_len(parts.payload.len()),
+            header: parsed.tail[0],
+            signature: parsed.tail[1],
+            kid: Some(parsed.tail[2]),
+        };
+        token
+    }
+}
+
+/// Whether base64url `text` decodes (strictly) to `expected`, without allocating: decoded
+/// a chunk at a time on the stack, stopping at the first difference.
+fn decodes_to(text: &[u8], expected: &[u8]) -> bool {
+    // Whole groups of 4 characters decode to 3 bytes each, so chunks can be decoded apart.
+    const CHUNK: usize = 1024;
+    if decoded_len(text.len()) != expected.len() {
+        return false;
+    }
+    let mut decoded = [0u8; CHUNK / 4 * 3];
+    let mut rest = expected;
+    for chunk in text.chunks(CHUNK) {
+        let Ok(len) = URL_SAFE_NO_PAD.decode_slice(chunk, &mut decoded) else {
+            return false;
+        };
+        let Some((head, tail)) = rest.split_at_checked(len) else {
+            return false;
+        };
+        if head != &decoded[..len] {
+            return false;
+        }
+        rest = tail;
+    }
+    rest.is_empty()
+}
+
+/// How many bytes `len` characters of unpadded base64url decode to.
+fn decoded_len(len: usize) -> usize {
+    len / 4 * 3 + (len % 4).saturating_sub(1)
+}
+
 /// Verifies a token with a key chosen for it: signature, claim types, `iss`. What the
 /// cache keeps. `issuer_id` is the [`KeyStore::id`](crate::auth::keys::KeyStore::id) the
-/// key came from.
+/// key came from, `names` the issuer's
+/// [`wire_names`](crate::auth::identity::wire_names).
 pub fn verify_with_key(
     issuer: &IssuerConfig,
     issuer_id: u64,
+    names: &Arc<[Bytes]>,
     key: &VerifyingKey,
     header: &JoseHeader,
     parts: &TokenParts<'_>,
 ) -> Result<VerifiedToken, Reason> {
     check_signature(parts, key, header.alg)?;
-    let (claims, times) = parse_claims(parts.payload, issuer)?;
+    let header_text = parts
+        .signing_input
+        .split_once('.')
+        .map_or("", |(header, _)| header);
+    // Decoded as strictly as the cache's compare will decode it.
+    let signature = URL_SAFE_NO_PAD
+        .decode(parts.signature)
+        .map_err(|_| Reason::MalformedToken)?;
+    let kid = header.kid.as_deref().unwrap_or_default();
+    let (parsed, times) = parse_claims(
+        parts.payload,
+        issuer,
+        &[header_text.as_bytes(), &signature, kid.as_bytes()],
+    )?;
+    let [header_span, signature_span, kid_span] = parsed.tail[..] else {
+        return Err(Reason::MalformedToken);
+    };
+    let claims = parsed.claims;
+    let headers = token_headers(issuer, &claims, names);
     Ok(VerifiedToken {
+        wire: Wire {
+            payload_len: decoded_len(parts.payload.len()),
+            header: header_span,
+            signature: signature_span,
+            kid: header.kid.is_some().then_some(kid_span),
+        },
         claims,
-        kid: header.kid.as_deref().map(Into::into),
         exp: times.exp,
         iat: times.iat,
         nbf: times.nbf,
         issuer_id,
         key_fingerprint: *key.fingerprint(),
-        headers: OnceLock::new(),
+        headers,
     })
 }
 
@@ -97,8 +228,8 @@ pub fn check_request(
     now: u64,
 ) -> Result<(), Reason> {
     let audience_matches = match token.claims.get("aud") {
-        Some(ClaimValue::Text(aud)) => aud.as_ref() == audience,
-        Some(ClaimValue::List(auds)) => auds.iter().any(|aud| aud.as_ref() == audience),
+        Some(ClaimValue::Text(aud)) => aud == audience,
+        Some(ClaimValue::List(auds)) => auds.iter().any(|aud| aud == audience),
         _ => false,
     };
     if !audience_matches {

@@ -261,7 +261,8 @@ fn examples_give_the_printed_outcome() {
                 else {
                     panic!("no key for the demo token's kid");
                 };
-                let verified = verify_with_key(&issuer_config, 1, key, &header, &parts)
+                let names = crate::auth::identity::wire_names(&issuer_config);
+                let verified = verify_with_key(&issuer_config, 1, &names, key, &header, &parts)
                     .expect("the demo token verifies");
                 match check_request(
                     &verified,

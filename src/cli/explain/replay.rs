@@ -214,8 +214,8 @@ fn token_checks(
     });
     let aud = token.claims.get("aud");
     let audience_matches = match aud {
-        Some(ClaimValue::Text(aud)) => aud.as_ref() == auth.audience,
-        Some(ClaimValue::List(auds)) => auds.iter().any(|aud| aud.as_ref() == auth.audience),
+        Some(ClaimValue::Text(aud)) => aud == auth.audience,
+        Some(ClaimValue::List(auds)) => auds.iter().any(|aud| aud == auth.audience),
         _ => false,
     };
     checks.push(if audience_matches {
@@ -251,7 +251,7 @@ fn token_checks(
 
 /// A claim as the report shows it: quoted (so control characters in a hostile token are
 /// escaped, never sent to the terminal raw), or `(absent)`.
-fn shown(value: Option<&ClaimValue>) -> String {
+fn shown(value: Option<ClaimValue<'_>>) -> String {
     match value {
         Some(ClaimValue::Text(text)) => format!("{text:?}"),
         Some(ClaimValue::List(items)) => format!("{items:?}"),
