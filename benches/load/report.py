@@ -20,6 +20,8 @@ LABELS = {
     "jg_fresh": "jobgate, authenticated route",
     "jg_audit": "jobgate, authenticated, audit to file",
     "jg_limits": "jobgate, authenticated route + two limits",
+    "jgc_auth": "jobgate with `[cluster]`, authenticated route, no limit",
+    "jgc_limit": "jobgate with `[cluster]`, the same route + one Redis-backed limit",
     "floor": "floor: bare Pingora proxy (same version, same allocator)",
     "nginx": "nginx, plain proxy, no auth",
     "haproxy": "HAProxy 2.6, jwt_verify",
@@ -28,11 +30,16 @@ LABELS = {
 # (mode, numerator, denominator, what, goal or None). `goal` is a minimum.
 # CPU µs per request against a baseline, within each round: (mode, target, baseline, what,
 # kind, goal). kind "ratio": target ÷ baseline, goal a maximum; "minus": target − baseline µs.
+# A "+redis" kind adds Redis's CPU per request to both sides (in the cluster mode Redis does
+# part of the work).
 CPU_VS = [
     ("reused", "jg_public", "floor", "jobgate public route ÷ floor", "ratio", 1.05),
     ("reused", "jg_auth", "floor", "jobgate auth, token reused (cached) ÷ floor", "ratio", 1.35),
     ("fresh", "jg_fresh", "floor", "jobgate auth, fresh token − floor (µs)", "minus", 45.0),
     ("limits", "jg_limits", "jg_auth", "two limits (check_run_id, client_ip) ÷ none", "ratio", 1.05),
+    ("cluster", "jgc_limit", "jgc_auth", "one Redis-backed limit (check_run_id) ÷ none, jobgate's CPU", "ratio", None),
+    ("cluster", "jgc_limit", "jgc_auth", "one Redis-backed limit − none, jobgate's CPU (µs)", "minus", None),
+    ("cluster", "jgc_limit", "jgc_auth", "one Redis-backed limit ÷ none, jobgate's + Redis's CPU", "ratio+redis", None),
     ("reused", "nginx", "floor", "nginx no auth ÷ floor", "ratio", None),
 ]
 
@@ -45,6 +52,7 @@ RATIOS = [
     ("reused", "jg_public", "nginx", "jobgate public route / nginx no auth", None),
     ("fresh", "jg_fresh", "nginx", "jobgate auth (fresh token) / nginx no auth", None),
     ("audit", "jg_audit", "jg_auth", "jobgate auth, audit to file / audit off", None),
+    ("cluster", "jgc_limit", "jgc_auth", "one Redis-backed limit / none", None),
 ]
 
 
@@ -90,10 +98,13 @@ def main():
         requests = max(row["requests"], 1)
         row["cpu_us"] = row["proxy_ticks"] * tick_us / requests
         row["up_cpu_us"] = row["upstream_ticks"] * tick_us / requests
+        row["redis_cpu_us"] = row.get("redis_ticks", 0.0) * tick_us / requests
+        row["redis_calls_per"] = row.get("redis_calls", 0.0) / requests
         row["sys_share"] = row.get("proxy_sys_ticks", 0.0) / row["proxy_ticks"] if row["proxy_ticks"] else 0.0
         # CPU of the machine not used by the proxy, the upstream or wrk: other tenants.
         wall_ticks = row["total_ticks"] / max(int(meta.get("nproc", 1)), 1)
         ours = row["proxy_ticks"] + (row["upstream_ticks"] if row["target"] != "direct" else 0)
+        ours += row.get("redis_ticks", 0.0)
         ours += row["wrk_cpu_s"] * float(meta.get("clk_tck", 100))
         row["foreign"] = max(0.0, (row["busy_ticks"] - ours) / wall_ticks) if wall_ticks else 0.0
         row["bad"] = row["err_status"] + row["err_sock"]
@@ -133,8 +144,12 @@ def main():
         "latency": "Latency at low load (wrk -t1 -c1, token reused)",
         "audit": "Audit log cost (token reused; audit JSON lines appended to a file)",
         "limits": "Rate-limit cost (token reused; the same route with two `[[route.limit]]`s, never refusing)",
+        "cluster": (
+            f"Redis-backed limit cost (token reused; a jobgate with `[cluster]`, Redis {meta.get('redis')} "
+            f"on loopback without persistence; the same route with one `[[route.limit]]` in Redis, never refusing)"
+        ),
     }
-    modes = [m for m in ("reused", "fresh", "latency", "limits", "audit") if any(k[0] == m for k in by)]
+    modes = [m for m in ("reused", "fresh", "latency", "limits", "audit", "cluster") if any(k[0] == m for k in by)]
     for mode in modes:
         targets = []
         for row in rows:
@@ -143,9 +158,11 @@ def main():
         w(f"### {mode_titles[mode]}")
         w("")
         header = "| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | of which kernel | upstream CPU µs/req | other load (cores) |"
-        extra = mode in ("fresh", "reused", "limits", "audit") and any(t.startswith("jg_") for t in targets)
+        extra = mode in ("fresh", "reused", "limits", "audit", "cluster") and any(t.startswith("jg") for t in targets)
         if extra:
             header += " jobgate cache misses |"
+        if mode == "cluster":
+            header += " Redis CPU µs/req | Redis scripts/req |"
         if mode == "latency":
             header += " added p50 µs | added p99 µs |"
         w(header)
@@ -162,7 +179,7 @@ def main():
                 f"| {fmt(median(r['foreign'] for r in runs), 2)} |"
             )
             if extra:
-                if target.startswith("jg_") and target != "jg_public":
+                if target.startswith("jg") and target != "jg_public":
                     hits = sum(r["cache_hits"] for r in runs)
                     misses = sum(r["cache_misses"] for r in runs)
                     share = misses / (hits + misses) * 100 if hits + misses else 0.0
@@ -179,11 +196,32 @@ def main():
                             adds50.append(group[target]["p50_us"] - group["direct"]["p50_us"])
                             adds99.append(group[target]["p99_us"] - group["direct"]["p99_us"])
                     line += f" {fmt(median(adds50)) if adds50 else '—'} | {fmt(median(adds99)) if adds99 else '—'} |"
+            if mode == "cluster":
+                line += (
+                    f" {fmt(median(r['redis_cpu_us'] for r in runs), 1)} "
+                    f"| {fmt(median(r['redis_calls_per'] for r in runs), 2)} |"
+                )
             bad = sum(r["bad"] for r in runs)
             if bad:
                 line += f" ⚠ {int(bad)} non-2xx/socket errors"
             w(line)
         w("")
+        if mode == "cluster":
+            valid = (
+                meta.get("cluster_up") == "1"
+                and meta.get("cluster_errors") == "0"
+                and meta.get("cluster_bad") == "0"
+            )
+            w(
+                ("Valid: " if valid else "⚠ **Not valid**: ")
+                + f"non-2xx answers or socket errors {meta.get('cluster_bad')}, "
+                f"`jobgate_cluster_errors_total` {meta.get('cluster_errors')} (a failed Redis call falls back to "
+                f"local buckets), `jobgate_cluster_up` {meta.get('cluster_up')} at the end. Redis CPU is "
+                f"redis-server's utime+stime ÷ requests; Redis scripts/req counts EVALSHA + EVAL calls "
+                f"(`INFO commandstats`) ÷ requests: one per request on the limited route, 0 on the other "
+                f"(there Redis serves only the gateway's background polling)."
+            )
+            w("")
 
     w("### Ratios (requests/s; computed within each round, then the median)")
     w("")
@@ -222,11 +260,14 @@ def main():
         for (m, _), group in sorted(per_round.items()):
             if m == mode and num in group and den in group and group[den]["cpu_us"]:
                 a, b = group[num]["cpu_us"], group[den]["cpu_us"]
-                values.append(a / b if kind == "ratio" else a - b)
+                if kind.endswith("+redis"):
+                    a += group[num]["redis_cpu_us"]
+                    b += group[den]["redis_cpu_us"]
+                values.append(a / b if kind.startswith("ratio") else a - b)
         if not values:
             continue
         med = median(values)
-        digits = 2 if kind == "ratio" else 1
+        digits = 2 if kind.startswith("ratio") else 1
         if goal is None:
             goal_text, status = "—", "—"
         else:

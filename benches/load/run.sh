@@ -5,6 +5,7 @@
 #   bash benches/load/run.sh                 # defaults: 5 rounds, 5 s per run, wrk -t1 -c32
 #   bash benches/load/run.sh -r 7 -d 10 -c 64 --workers 2
 #   bash benches/load/run.sh --modes callgrind --no-build   # instructions per request only
+#   bash benches/load/run.sh --modes cluster --no-build     # one Redis-backed limit vs none
 #   bash benches/load/run.sh --help
 #
 # What it does (README.md beside this file has the details and how to read the table):
@@ -20,7 +21,10 @@
 #     settings, sampling each proxy's CPU time from /proc/<pid>/stat around every run;
 #  6. prints a Markdown table (medians of rounds; ratios computed within each round);
 #  7. mode `memory`: jobgate's RSS at idle, with 1 000 idle keep-alive connections (nginx and
-#     HAProxy too) and with 100 000 cached tokens, then past the cache bound.
+#     HAProxy too) and with 100 000 cached tokens, then past the cache bound;
+#  8. mode `cluster` (not in the defaults: needs redis-server): a loopback redis-server without
+#     persistence and a jobgate with [cluster]; its authenticated route with one Redis-backed
+#     limit against the same route without limits, jobgate's and Redis's CPU per request.
 # Every process it starts is stopped by PID on exit; every run is bounded by `timeout`.
 # shellcheck disable=SC2154  # PID_<name> variables are set by start() through printf -v
 
@@ -59,14 +63,15 @@ usage: bash benches/load/run.sh [options]
       --workers N       worker processes/threads of EVERY proxy and of the upstream:
                         nginx worker_processes, HAProxy nbthread, jobgate [server] threads
                         (default $WORKERS)
-      --modes "LIST"    any of: reused fresh latency limits audit memory callgrind
-                        (default "$MODES"; callgrind = --callgrind)
+      --modes "LIST"    any of: reused fresh latency limits audit memory cluster callgrind
+                        (default "$MODES"; callgrind = --callgrind; cluster needs
+                        redis-server and redis-cli, Debian package redis-server)
       --tokens N        size of the fresh-token ring (default $TOKEN_COUNT)
       --memory-tokens N memory mode: jobgate's token_cache_entries, and the number of
                         distinct tokens cached; N + 30 % are sent in all (default $MEM_TOKENS)
       --memory-conns N  memory mode: idle keep-alive connections held open, at most 4000
                         (default $MEM_CONNS)
-      --port-base P     uses ports P+1 .. P+15 on 127.0.0.1 (default $PORT_BASE)
+      --port-base P     uses ports P+1 .. P+18 on 127.0.0.1 (default $PORT_BASE)
       --no-build        do not run cargo build; use target/release/jobgate and
                         target/release/examples/floor as they are
       --jobgate PATH    benchmark this jobgate binary (implies --no-build)
@@ -112,10 +117,12 @@ done
 # nginx has worker_connections 4096: room for the held connections and the upstream ones.
 [[ $MEM_CONNS -le 4000 ]] || { echo "run.sh: --memory-conns is at most 4000" >&2; exit 2; }
 MEMORY=0
+CLUSTER=0
 for m in $MODES; do
     case $m in
         reused|fresh|latency|limits|audit) ;;
         memory) MEMORY=1 ;;
+        cluster) CLUSTER=1 ;;
         callgrind) CALLGRIND=1 ;;
         *) echo "run.sh: unknown mode $m" >&2; exit 2 ;;
     esac
@@ -132,6 +139,14 @@ done
 # Building pingora needs cmake (libz-ng-sys) and a C compiler.
 if [[ $BUILD -eq 1 ]]; then
     command -v cmake >/dev/null 2>&1 || need+=(cmake)
+fi
+# The cluster mode starts a redis-server of its own on loopback; it is opt-in, so it says
+# what is missing instead of installing it.
+if [[ $CLUSTER -eq 1 ]]; then
+    for tool in redis-server redis-cli; do
+        command -v "$tool" >/dev/null 2>&1 \
+            || die "the cluster mode needs $tool (apt-get install -y redis-server; .ci/run installs it)"
+    done
 fi
 if [[ ${#need[@]} -gt 0 ]]; then
     [[ $EUID -eq 0 ]] || die "missing ${need[*]}; run as root or: apt-get install -y ${need[*]}"
@@ -229,7 +244,10 @@ P_CG_ADMIN=$((PORT_BASE + 12))
 P_JGM=$((PORT_BASE + 13))     # memory mode: jobgate with token_cache_entries = MEM_TOKENS
 P_JGM_ADMIN=$((PORT_BASE + 14))
 P_FLOOR=$((PORT_BASE + 15))   # the floor: bare Pingora proxy
-for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 15))); do
+P_JGC=$((PORT_BASE + 16))     # cluster mode: jobgate with [cluster]
+P_JGC_ADMIN=$((PORT_BASE + 17))
+P_REDIS=$((PORT_BASE + 18))   # cluster mode: redis-server
+for port in $(seq $((PORT_BASE + 1)) $((PORT_BASE + 18))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is in use; pick other ports with --port-base"
     fi
@@ -376,7 +394,20 @@ backend upstream
     server up 127.0.0.1:$P_UP
 EOF
 
-jobgate_config() {  # $1 listen port, $2 admin port, $3 extra [server] lines, $4 audit output
+# The limited route's limits: two local ones (limits mode) or one in Redis (cluster mode), all
+# high enough never to refuse.
+LIMIT_CHECK_RUN='[[route.limit]]
+key = "check_run_id"
+requests = 1000000000
+per = "1s"'
+LIMITS_TWO="$LIMIT_CHECK_RUN
+
+[[route.limit]]
+key = \"client_ip\"
+requests = 1000000000
+per = \"1s\""
+jobgate_config() {  # $1 listen port, $2 admin port, $3 extra [server] lines, $4 audit output,
+                    # $5 the limited route's limits (default two), $6 extra sections ([cluster])
     cat <<EOF
 # Generated by benches/load/run.sh.
 [server]
@@ -388,6 +419,7 @@ $3
 
 [audit]
 output = "$4"
+${6:-}
 
 [[issuer]]
 name = "bench"
@@ -412,22 +444,14 @@ repository_owner_id = "51234567"
 ref = ["refs/heads/main", "refs/tags/v*"]
 environment = "production"
 
-# The same route with two limits high enough never to refuse: what counting costs (issue #12).
+# The same route with limits high enough never to refuse: what counting costs (issues #12, #13).
 [[route]]
 name = "limited"
 path_prefix = "/limited"
 upstream = "http://127.0.0.1:$P_UP"
 audience = "$AUDIENCE"
 
-[[route.limit]]
-key = "check_run_id"
-requests = 1000000000
-per = "1s"
-
-[[route.limit]]
-key = "client_ip"
-requests = 1000000000
-per = "1s"
+${5:-$LIMITS_TWO}
 
 [[route.deny]]
 runner_environment = "self-hosted"
@@ -454,8 +478,13 @@ jobgate_config "$P_JGF" "$P_JGF_ADMIN" "token_cache_entries = 1" off > "$WORK/co
 jobgate_config "$P_JGA" "$P_JGA_ADMIN" "" "$WORK/logs/audit.jsonl" > "$WORK/conf/jobgate-audit.toml"
 # Memory mode: its own instance, started only for that mode, with an explicit cache bound.
 jobgate_config "$P_JGM" "$P_JGM_ADMIN" "token_cache_entries = $MEM_TOKENS" off > "$WORK/conf/jobgate-memory.toml"
+# Cluster mode: one limit, its buckets in Redis (the same Lua round trip every replica makes).
+jobgate_config "$P_JGC" "$P_JGC_ADMIN" "" off "$LIMIT_CHECK_RUN" "
+[cluster]
+redis_url = \"redis://127.0.0.1:$P_REDIS/0\"
+key_prefix = \"jobgate-bench:\"" > "$WORK/conf/jobgate-cluster.toml"
 
-for cfg in jobgate jobgate-fresh jobgate-audit jobgate-memory; do
+for cfg in jobgate jobgate-fresh jobgate-audit jobgate-memory jobgate-cluster; do
     "$JG" check -c "$WORK/conf/$cfg.toml" > "$WORK/logs/$cfg-check.txt" 2>&1 \
         || { cat "$WORK/logs/$cfg-check.txt" >&2; die "jobgate check refused $cfg.toml"; }
 done
@@ -490,6 +519,10 @@ wait_ready() {  # $1 = admin port, $2 = name
     cat "$WORK/logs/$2.out" >&2
     die "$2 not ready (/readyz) within 10 s"
 }
+metric_value() {  # $1 admin port, $2 metric name: its value summed over its labels (integer; 0 if absent)
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" \
+        | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { v += $2 } END { printf "%d\n", v }'
+}
 
 # Memory mode holds MEM_CONNS client sockets (python) and as many in jobgate, nginx and
 # HAProxy, which all inherit this shell's open-files limit.
@@ -522,6 +555,25 @@ wait_ready "$P_JG_ADMIN" jobgate
 wait_ready "$P_JGF_ADMIN" jobgate-fresh
 wait_ready "$P_JGA_ADMIN" jobgate-audit
 
+# Cluster mode: a Redis of our own (no persistence: nothing to write, nothing left behind) and
+# the jobgate that keeps its limit buckets there.
+if [[ $CLUSTER -eq 1 ]]; then
+    log "cluster mode: redis-server on :$P_REDIS (no persistence), jobgate with [cluster] on :$P_JGC"
+    start redis redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no \
+        --dir "$WORK/tmp" --daemonize no
+    wait_port "$P_REDIS" redis "$PID_redis"
+    [[ $(redis-cli -p "$P_REDIS" ping 2>/dev/null) == PONG ]] || die "redis-server on :$P_REDIS does not answer PING"
+    start jobgate-cluster "$JG" serve -c "$WORK/conf/jobgate-cluster.toml"
+    wait_port "$P_JGC" jobgate-cluster "$PID_jobgate_cluster"
+    wait_ready "$P_JGC_ADMIN" jobgate-cluster
+    for _ in $(seq 1 100); do
+        [[ $(metric_value "$P_JGC_ADMIN" jobgate_cluster_up) -eq 1 ]] && break
+        sleep 0.1
+    done
+    [[ $(metric_value "$P_JGC_ADMIN" jobgate_cluster_up) -eq 1 ]] \
+        || { cat "$WORK/logs/jobgate-cluster.out" >&2; die "jobgate-cluster: jobgate_cluster_up is not 1 within 10 s"; }
+fi
+
 # The processes whose CPU time counts as each target's: nginx = master + workers.
 # shellcheck disable=SC2046  # one PID per word
 family() { echo "$1" $(pgrep -P "$1" || true); }
@@ -536,6 +588,13 @@ URL[jg_fresh]="http://127.0.0.1:$P_JGF/api/bench";    PIDS[jg_fresh]=$PID_jobgat
 URL[jg_audit]="http://127.0.0.1:$P_JGA/api/bench";    PIDS[jg_audit]=$PID_jobgate_audit; ADMIN[jg_audit]=$P_JGA_ADMIN
 URL[nginx]="http://127.0.0.1:$P_NGX/api/bench";       PIDS[nginx]=$(family "$PID_nginx_proxy")
 URL[haproxy]="http://127.0.0.1:$P_HAP/api/bench";     PIDS[haproxy]=$PID_haproxy
+# Cluster targets: Redis's CPU and calls are read around their runs too (REDIS_PORT).
+declare -A REDIS_PORT
+if [[ $CLUSTER -eq 1 ]]; then
+    URL[jgc_auth]="http://127.0.0.1:$P_JGC/api/bench";      PIDS[jgc_auth]=$PID_jobgate_cluster
+    URL[jgc_limit]="http://127.0.0.1:$P_JGC/limited/bench"; PIDS[jgc_limit]=$PID_jobgate_cluster
+    for t in jgc_auth jgc_limit; do ADMIN[$t]=$P_JGC_ADMIN; REDIS_PORT[$t]=$P_REDIS; done
+fi
 
 # ---------------------------------------------------------------- sanity checks
 FRESH_ONE=$(sed -n "$((TOKEN_COUNT / 2))p" "$WORK/issuer/tokens")
@@ -590,6 +649,13 @@ check floor - 200
 check floor token 200
 check nginx - 200
 check nginx token 200
+if [[ $CLUSTER -eq 1 ]]; then
+    check jgc_auth token 200
+    check jgc_auth - 401
+    check jgc_limit token 200
+    check jgc_limit - 401
+    check jgc_limit token-wrong-owner 403
+fi
 [[ $failures -eq 0 ]] || die "$failures sanity check(s) failed; see above"
 
 # ---------------------------------------------------------------- measurement
@@ -628,7 +694,12 @@ cache_counts() {  # "hits misses" of a jobgate instance, from /metrics
 }
 
 RESULTS="$WORK/results.tsv"
-printf 'mode\tround\ttarget\trequests\tduration_us\tp50_us\tp90_us\tp99_us\tmean_us\tmax_us\terr_sock\terr_status\tproxy_ticks\tupstream_ticks\tbusy_ticks\ttotal_ticks\twrk_cpu_s\tcache_hits\tcache_misses\tproxy_sys_ticks\n' > "$RESULTS"
+printf 'mode\tround\ttarget\trequests\tduration_us\tp50_us\tp90_us\tp99_us\tmean_us\tmax_us\terr_sock\terr_status\tproxy_ticks\tupstream_ticks\tbusy_ticks\ttotal_ticks\twrk_cpu_s\tcache_hits\tcache_misses\tproxy_sys_ticks\tredis_ticks\tredis_calls\n' > "$RESULTS"
+
+redis_calls() {  # $1 port: scripts run so far (EVALSHA + EVAL: one per rate-limit step)
+    redis-cli -p "$1" info commandstats 2>/dev/null | tr -d '\r' \
+        | awk -F'[:=,]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { n += $3 } END { printf "%d\n", n }'
+}
 
 wrk_cpu_seconds() {  # children CPU seconds between two `times` outputs ($1 before, $2 after)
     python3 - "$1" "$2" <<'PY'
@@ -656,7 +727,9 @@ run_wrk() {  # $1 mode, $2 target, $3 duration; output in $WORK/wrk.out
 measure() {  # $1 mode, $2 round, $3 target
     local mode=$1 round=$2 target=$3
     local c0 u0 m0 k0 h0=0 s0=0 c1 u1 m1 k1 h1=0 s1=0
+    local redis=${REDIS_PORT[$target]:-} q0=0 q1=0 r0=0 r1=0
     [[ -n ${ADMIN[$target]:-} ]] && read -r h0 s0 < <(cache_counts "${ADMIN[$target]}")
+    [[ -n $redis ]] && q0=$(redis_calls "$redis") && r0=$(cpu_ticks "$PID_redis")
     # shellcheck disable=SC2086
     c0=$(cpu_ticks ${PIDS[$target]})
     # shellcheck disable=SC2086
@@ -672,6 +745,7 @@ measure() {  # $1 mode, $2 round, $3 target
     k1=$(sys_ticks ${PIDS[$target]})
     # shellcheck disable=SC2086
     u1=$(cpu_ticks $PIDS_UPSTREAM); m1=$(machine_ticks)
+    [[ -n $redis ]] && r1=$(cpu_ticks "$PID_redis") && q1=$(redis_calls "$redis")
     [[ -n ${ADMIN[$target]:-} ]] && read -r h1 s1 < <(cache_counts "${ADMIN[$target]}")
     local line
     line=$(grep '^JGRESULT' "$WORK/wrk.out" || true)
@@ -683,18 +757,18 @@ measure() {  # $1 mode, $2 round, $3 target
     local kv
     for kv in ${line#JGRESULT }; do r[${kv%%=*}]=${kv#*=}; done
     local busy0=${m0% *} total0=${m0#* } busy1=${m1% *} total1=${m1#* }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$mode" "$round" "$target" "${r[requests]}" "${r[duration_us]}" "${r[p50_us]}" "${r[p90_us]}" \
         "${r[p99_us]}" "${r[mean_us]}" "${r[max_us]}" \
         "$((r[err_connect] + r[err_read] + r[err_write] + r[err_timeout]))" "${r[err_status]}" \
         "$((c1 - c0))" "$((u1 - u0))" "$((busy1 - busy0))" "$((total1 - total0))" \
         "$(wrk_cpu_seconds "$WORK/tmp/times0" "$WORK/tmp/times1")" "$((h1 - h0))" "$((s1 - s0))" \
-        "$((k1 - k0))" >> "$RESULTS"
+        "$((k1 - k0))" "$((r1 - r0))" "$((q1 - q0))" >> "$RESULTS"
     printf '  %-8s r%-2s %-10s %9.0f req/s  p50 %6s us  p99 %7s us  cpu %6.1f us/req%s\n' \
         "$mode" "$round" "$target" "$(echo "${r[requests]} ${r[duration_us]}" | awk '{print $1 / $2 * 1e6}')" \
         "${r[p50_us]}" "${r[p99_us]}" \
         "$(echo "$((c1 - c0)) ${r[requests]} $CLK_TCK" | awk '{print ($2 > 0) ? $1 * 1e6 / $3 / $2 : 0}')" \
-        "$([[ ${r[err_status]} != 0 ]] && echo "  NON-2xx: ${r[err_status]}")" >&2
+        "$([[ -n $redis ]] && echo "$((r1 - r0)) ${r[requests]} $CLK_TCK" | awk '{printf "  redis %.1f us/req", ($2 > 0) ? $1 * 1e6 / $3 / $2 : 0}')$([[ ${r[err_status]} != 0 ]] && echo "  NON-2xx: ${r[err_status]}")" >&2
     if [[ $target == jg_audit ]]; then : > "$WORK/logs/audit.jsonl"; fi
 }
 
@@ -704,6 +778,7 @@ targets_of() {
         fresh) echo "floor jg_fresh haproxy nginx" ;;
         latency) echo "direct floor jg_auth nginx haproxy" ;;
         limits) echo "jg_auth jg_limits" ;;
+        cluster) echo "jgc_auth jgc_limit" ;;
         audit) echo "jg_auth jg_audit" ;;
         memory) ;;  # not a wrk rotation: see "memory mode" below
     esac
@@ -728,6 +803,21 @@ for mode in $MODES; do
     done
 done
 
+# The cluster runs count only if Redis was used throughout: every answer 200 (a 429 or a 503
+# would mean refusals, not cost), no Redis call failed or timed out (a failed limit call falls
+# back to local buckets, which is cheaper), and Redis still up at the end.
+CLUSTER_VALID=1
+if [[ $CLUSTER -eq 1 ]]; then
+    cluster_up=$(metric_value "$P_JGC_ADMIN" jobgate_cluster_up)
+    cluster_errors=$(metric_value "$P_JGC_ADMIN" jobgate_cluster_errors_total)
+    cluster_bad=$(awk -F'\t' 'NR > 1 && $1 == "cluster" { n += $11 + $12 } END { printf "%d\n", n }' "$RESULTS")
+    cluster_runs=$(awk -F'\t' 'NR > 1 && $1 == "cluster" { n++ } END { printf "%d\n", n }' "$RESULTS")
+    log "cluster: jobgate_cluster_up $cluster_up, jobgate_cluster_errors_total $cluster_errors, non-2xx or socket errors $cluster_bad, runs $cluster_runs"
+    if [[ $cluster_up -ne 1 || $cluster_errors -ne 0 || $cluster_bad -ne 0 || $cluster_runs -ne $((2 * ROUNDS)) ]]; then
+        CLUSTER_VALID=0
+    fi
+fi
+
 # ---------------------------------------------------------------- memory mode
 # jobgate's resident memory (VmRSS, /proc/<pid>/status) in four states, on an instance of
 # its own: idle; holding MEM_CONNS idle keep-alive connections (one request answered on each;
@@ -744,10 +834,6 @@ rss_kib() {  # sum of VmRSS (KiB) over the given PIDs
 }
 fd_count() {  # open file descriptors of a process
     find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
-}
-metric_value() {  # $1 admin port, $2 metric name without labels: its value (integer)
-    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" \
-        | awk -v name="$2" '$1 == name { v = $2 } END { printf "%d\n", v }'
 }
 stop_started() {  # $1 pid from STARTED_PIDS: TERM, up to 10 s, KILL; then dropped from the list
     local pid=$1 p kept=()
@@ -929,6 +1015,14 @@ workers=$WORKERS
 tokens=$TOKEN_COUNT
 haproxy_config=$([[ $HAPROXY_FULL -eq 1 ]] && echo full || echo lean)
 EOF
+if [[ $CLUSTER -eq 1 ]]; then
+    cat >> "$WORK/meta.env" <<EOF
+redis=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+cluster_up=$cluster_up
+cluster_errors=$cluster_errors
+cluster_bad=$cluster_bad
+EOF
+fi
 python3 "$HERE/report.py" "$RESULTS" "$WORK/meta.env" | tee "$WORK/table.md"
 if [[ -s $WORK/memory.md ]]; then tee -a "$WORK/table.md" < "$WORK/memory.md"; fi
 
@@ -1113,4 +1207,8 @@ if [[ $CALLGRIND -eq 1 ]]; then
             fi
         done
     fi
+fi
+
+if [[ $CLUSTER_VALID -eq 0 ]]; then
+    die "cluster mode: run not valid (jobgate_cluster_up $cluster_up, jobgate_cluster_errors_total $cluster_errors, non-2xx or socket errors $cluster_bad, $cluster_runs of $((2 * ROUNDS)) runs): its figures do not measure Redis-backed limits"
 fi
