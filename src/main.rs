@@ -85,6 +85,11 @@ fn main() -> ExitCode {
     // thread purges on its own (after jemalloc's 10 s decay). Best effort: if it cannot
     // start, memory is still bounded, just returned later.
     let _ = tikv_jemalloc_ctl::background_thread::write(true);
+    // One rustls provider for the whole process, chosen before anything uses TLS: redis
+    // (rediss://) and Pingora's listener and upstream connector build their configs from
+    // the process default, which Pingora would otherwise set to ring on first use. aws-lc-rs
+    // is what jsonwebtoken and reqwest already use. Err only means one is already set.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -1,14 +1,17 @@
 //! `[cluster]` (SPEC §9): three real jobgate processes sharing one real `redis-server` on
 //! 127.0.0.1 share rate-limit buckets and used single-use tokens, and decide safely while
-//! Redis is down. Every wait is bounded.
+//! Redis is down; over `rediss://` too, with a CA made at test time, and safely when the
+//! gateway does not trust Redis's certificate. Every wait is bounded.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use support::issuer::TestIssuer;
 use support::wait_until;
@@ -20,15 +23,49 @@ const AUD: &str = "https://api.example";
 struct Redis {
     port: u16,
     child: Child,
+    /// TLS only (`--port 0`): reached as `rediss://localhost`.
+    tls: bool,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        Redis::start_on(port)
+        Redis::start_on(free_port())
+    }
+
+    /// A TLS-only `redis-server` with `pki`'s certificate, not asking clients for one.
+    fn start_tls(pki: &Pki) -> Redis {
+        let port = free_port();
+        let path = |path: &PathBuf| path.to_str().expect("UTF-8 temp path").to_owned();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-cert-file", &path(&pki.cert), "--tls-key-file"])
+            .args([&path(&pki.key), "--tls-ca-cert-file", &path(&pki.ca)])
+            .args(["--tls-auth-clients", "no", "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; .ci/run installs it)");
+        let redis = Redis {
+            port,
+            child,
+            tls: true,
+        };
+        // A PING needs TLS here; Redis listens only once its certificate is loaded.
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "redis-server (TLS) did not listen on port {port}"
+        );
+        redis
     }
 
     fn start_on(port: u16) -> Redis {
@@ -50,7 +87,11 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server; .ci/run installs it)");
-        let redis = Redis { port, child };
+        let redis = Redis {
+            port,
+            child,
+            tls: false,
+        };
         assert!(
             wait_until(Duration::from_secs(10), || redis.ping()),
             "redis-server did not answer on port {port}"
@@ -83,7 +124,12 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        if self.tls {
+            // The name the certificate holds, checked by the gateway.
+            format!("rediss://localhost:{}/0", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}/0", self.port)
+        }
     }
 
     fn stop(&mut self) {
@@ -116,18 +162,23 @@ fn cluster_section(redis: &Redis) -> String {
 
 /// `count` gateways sharing `redis` and the first gateway's issuer.
 fn gateways(count: usize, redis: &Redis, extra: &str, limits: &str) -> Vec<World> {
-    gateways_with(count, redis, extra, limits, "")
+    gateways_with(count, redis, extra, limits, "", &[])
 }
 
-/// As [`gateways`], with more `[server]` lines.
+/// As [`gateways`], with more `[server]` lines and environment variables.
 fn gateways_with(
     count: usize,
     redis: &Redis,
     extra: &str,
     limits: &str,
     server: &str,
+    env: &[(&str, &str)],
 ) -> Vec<World> {
-    let first = World::builder()
+    let with_env = |builder: support::world::WorldBuilder| {
+        env.iter()
+            .fold(builder, |builder, (name, value)| builder.env(name, value))
+    };
+    let first = with_env(World::builder())
         .server(server)
         .issuer(TestIssuer::start())
         .audience(AUD)
@@ -141,7 +192,7 @@ fn gateways_with(
     let mut worlds = vec![first];
     for _ in 1..count {
         worlds.push(
-            World::builder()
+            with_env(World::builder())
                 .server(server)
                 .audience(AUD)
                 .upstream("api")
@@ -362,6 +413,7 @@ fn a_revocation_on_one_gateway_reaches_the_other_within_a_second_and_delete_lift
         "",
         "",
         &format!("admin_token_file = \"{}\"", token_file.display()),
+        &[],
     );
     let (a, b) = (&worlds[0], &worlds[1]);
     let other = job_token(a, "8999");
@@ -470,4 +522,113 @@ fn a_slow_redis_never_holds_a_request_longer_than_timeout() {
     let fresh = job_token(&world, "9200");
     assert_eq!(world.get("/once/x").bearer(&fresh).send().status, 200);
     assert_eq!(world.get("/once/x").bearer(&fresh).send().status, 401);
+}
+
+/// A CA, and a certificate for `localhost`/127.0.0.1 signed by it, as PEM files.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        let pki = Pki {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("redis.crt"),
+            key: dir.path().join("redis.key"),
+            _dir: dir,
+        };
+        std::fs::write(&pki.ca, ca_cert.pem()).expect("write CA");
+        std::fs::write(&pki.cert, cert.pem()).expect("write certificate");
+        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
+        pki
+    }
+
+    /// `SSL_CERT_FILE` = this CA: the gateway trusts it and nothing else.
+    fn trusted(&self) -> (&'static str, &str) {
+        ("SSL_CERT_FILE", self.ca.to_str().expect("UTF-8 temp path"))
+    }
+}
+
+#[test]
+fn over_rediss_two_gateways_that_trust_the_ca_share_used_tokens() {
+    let pki = Pki::new();
+    let redis = Redis::start_tls(&pki);
+    let worlds = gateways_with(2, &redis, "single_use = true", "", "", &[pki.trusted()]);
+    let (a, b) = (&worlds[0], &worlds[1]);
+    let token = job_token(a, "10001");
+    assert_eq!(a.get("/api/x").bearer(&token).send().status, 200);
+    let replay = b.get("/api/x").bearer(&token).send();
+    assert_eq!(replay.status, 401, "{}", replay.text());
+    assert_eq!(replay.json()["reason"], "replayed_token");
+    let fresh = job_token(a, "10002");
+    assert_eq!(b.get("/api/x").bearer(&fresh).send().status, 200);
+    assert_eq!(a.get("/api/x").bearer(&fresh).send().status, 401);
+    for world in &worlds {
+        assert_eq!(world.metric("jobgate_cluster_up", &[]), Some(1.0));
+        assert_eq!(
+            world.metric_or_zero("jobgate_cluster_errors_total", &[("op", "single_use")]),
+            0.0
+        );
+    }
+}
+
+#[test]
+fn over_rediss_a_gateway_that_does_not_trust_the_certificate_fails_closed() {
+    let pki = Pki::new();
+    let stranger = Pki::new();
+    let redis = Redis::start_tls(&pki);
+    // Started first, so it has tried at least as long as the trusting one below.
+    let untrusting = World::builder()
+        .env("SSL_CERT_FILE", stranger.trusted().1)
+        .issuer(TestIssuer::start())
+        .audience(AUD)
+        .upstream("api")
+        .route(&route("single_use = true", ""))
+        .config(&cluster_section(&redis))
+        .start();
+    let trusting = World::builder()
+        .env("SSL_CERT_FILE", pki.trusted().1)
+        .audience(AUD)
+        .upstream("api")
+        .config(
+            &untrusting
+                .issuer()
+                .issuer_table("test", "min_refetch_interval = \"1s\"\n"),
+        )
+        .route(&route("single_use = true", ""))
+        .config(&cluster_section(&redis))
+        .start();
+    trusting.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
+    // A few more probes (every 250 ms): never up.
+    for _ in 0..6 {
+        assert_eq!(untrusting.metric("jobgate_cluster_up", &[]), Some(0.0));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // A token already used through Redis is not admitted again: 503, not 200.
+    let token = job_token(&untrusting, "11001");
+    assert_eq!(trusting.get("/api/x").bearer(&token).send().status, 200);
+    for token in [token, job_token(&untrusting, "11002")] {
+        let response = untrusting.get("/api/x").bearer(&token).send();
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.json()["reason"], "state_unavailable");
+    }
+    assert!(
+        untrusting.metric_or_zero("jobgate_cluster_errors_total", &[("op", "single_use")]) >= 2.0
+    );
+    let mut untrusting = untrusting;
+    untrusting.assert_alive();
 }

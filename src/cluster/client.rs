@@ -43,6 +43,12 @@ impl Cluster {
         config: &ClusterConfig,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<Cluster, String> {
+        // rediss:// builds its rustls config from the process default provider, and rustls
+        // panics (in the reconnect task) when none is set: `main` sets it at start, this
+        // covers any other caller of the library. Err only means one is already set.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|error| format!("[cluster] redis_url: {error}"))?;
         let manager_config = ConnectionManagerConfig::new()

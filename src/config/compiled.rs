@@ -41,7 +41,7 @@ pub struct Config {
 /// same Redis and prefix live.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// `redis://…`; may hold a password, so it is never printed (see `Debug`).
+    /// `redis://…` or `rediss://…`; may hold a password, so it is never printed (see `Debug`).
     pub redis_url: String,
     /// Default `jobgate:`.
     pub key_prefix: String,

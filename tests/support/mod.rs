@@ -287,9 +287,15 @@ pub struct Jobgate {
 }
 
 impl Jobgate {
-    /// Starts jobgate with a complete config text whose ports the caller chose, and waits
-    /// (at most 20 s) until both ports accept connections.
-    pub fn start(config_text: &str, port: u16, admin_port: u16) -> Jobgate {
+    /// Starts jobgate with a complete config text whose ports the caller chose, and `env`
+    /// added to its environment, and waits (at most 20 s) until both ports accept
+    /// connections.
+    pub fn start(
+        config_text: &str,
+        port: u16,
+        admin_port: u16,
+        env: &[(String, String)],
+    ) -> Jobgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("jobgate.toml");
         std::fs::write(&config_path, config_text).expect("write config");
@@ -298,6 +304,7 @@ impl Jobgate {
             .arg("-c")
             .arg(&config_path)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -65,6 +65,7 @@ pub struct WorldBuilder {
     audit_file: bool,
     sections: Vec<String>,
     values: Vec<(String, String)>,
+    env: Vec<(String, String)>,
 }
 
 impl WorldBuilder {
@@ -134,6 +135,12 @@ impl WorldBuilder {
         self
     }
 
+    /// An environment variable for the gateway process (`SSL_CERT_FILE`, …).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Starts everything and waits until `/readyz` answers 200: every issuer has keys.
     pub fn start(self) -> World {
         let world = self.start_listening();
@@ -162,7 +169,7 @@ impl WorldBuilder {
             config.push('\n');
         }
         let config = self.fill(&config, &upstreams);
-        let gateway = Jobgate::start(&config, port, admin_port);
+        let gateway = Jobgate::start(&config, port, admin_port, &self.env);
         World {
             audit_path: self.audit_file.then(|| gateway.dir.path().join(AUDIT_FILE)),
             gateway,
@@ -270,6 +277,7 @@ impl World {
             audit_file: false,
             sections: Vec::new(),
             values: Vec::new(),
+            env: Vec::new(),
         }
     }
 

@@ -311,28 +311,41 @@ pub(super) fn compile_revocation_state_file(
     Some(path)
 }
 
-/// `[cluster]`. Only `redis://` is accepted: this build has no TLS for Redis (`rediss://`
-/// is refused with a message rather than silently sent in the clear).
+/// `[cluster]`. `redis://`, or `rediss://` (TLS, verified against the system's roots or
+/// `SSL_CERT_FILE`). `#insecure`, redis's switch for skipping the hostname check, is
+/// refused here rather than failing at every connection attempt.
 pub(super) fn compile_cluster(
     section: &ClusterSection,
     d: &mut Diagnostics,
 ) -> Option<ClusterConfig> {
     let url = section.redis_url.get_ref();
-    let mut ok = true;
-    if url.starts_with("rediss://") {
-        d.error(
-            &section.redis_url.span(),
-            "`redis_url`: rediss:// (TLS) is not supported by this build yet; use redis:// on a \
-             trusted network or a local TLS tunnel",
-        );
-        ok = false;
-    } else if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
-        d.error(
-            &section.redis_url.span(),
-            "`redis_url` must be a redis:// URL, e.g. \"redis://127.0.0.1:6379/0\"",
-        );
-        ok = false;
-    }
+    let parsed = (url.starts_with("redis://") || url.starts_with("rediss://"))
+        .then(|| redis::Client::open(url.as_str()).ok())
+        .flatten();
+    let ok = match parsed {
+        None => {
+            d.error(
+                &section.redis_url.span(),
+                "`redis_url` must be a redis:// or rediss:// (TLS) URL, e.g. \
+                 \"redis://127.0.0.1:6379/0\"",
+            );
+            false
+        }
+        Some(client)
+            if matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { insecure: true, .. }
+            ) =>
+        {
+            d.error(
+                &section.redis_url.span(),
+                "`redis_url`: #insecure (no hostname check) is not allowed; to trust a \
+                 private CA, point SSL_CERT_FILE at a bundle that holds it",
+            );
+            false
+        }
+        Some(_) => true,
+    };
     let key_prefix = section
         .key_prefix
         .as_ref()

@@ -1120,9 +1120,41 @@ fn cluster_section_defaults_and_refusals() {
         "{:?}",
         both.warnings
     );
+    let tls = compile(
+        &format!("{base}[cluster]\nredis_url = \"rediss://:s3cret@redis.internal:6380/0\"\n"),
+        Path::new("/etc/jobgate/jobgate.toml"),
+    )
+    .expect("rediss:// is TLS to Redis")
+    .cluster
+    .expect("cluster");
+    assert_eq!(tls.redis_url, "rediss://:s3cret@redis.internal:6380/0");
+    let printed = format!("{tls:?}");
+    assert!(
+        !printed.contains("s3cret") && !printed.contains("redis.internal"),
+        "{printed}"
+    );
     for (section, wanted) in [
-        ("redis_url = \"http://127.0.0.1:6379\"", "redis_url"),
-        ("redis_url = \"rediss://127.0.0.1:6379\"", "rediss://"),
+        (
+            "redis_url = \"http://127.0.0.1:6379\"",
+            "redis:// or rediss://",
+        ),
+        (
+            "redis_url = \"unix:///run/redis.sock\"",
+            "redis:// or rediss://",
+        ),
+        (
+            "redis_url = \"valkeys://127.0.0.1:6379\"",
+            "redis:// or rediss://",
+        ),
+        ("redis_url = \"rediss://\"", "redis:// or rediss://"),
+        (
+            "redis_url = \"rediss://127.0.0.1:6379/#other\"",
+            "redis:// or rediss://",
+        ),
+        (
+            "redis_url = \"rediss://127.0.0.1:6379/0#insecure\"",
+            "#insecure",
+        ),
         (
             "redis_url = \"redis://127.0.0.1\"\ntimeout = \"0s\"",
             "timeout",
