@@ -38,6 +38,11 @@ impl Span {
         }
     }
 
+    /// Where the span starts, when it starts anywhere (see [`Span::of`]).
+    pub fn start(self) -> Option<u32> {
+        (self.start != u32::MAX).then_some(self.start)
+    }
+
     /// The span as a range of `buf`, when it lies inside it.
     pub fn range_in(self, buf: &[u8]) -> Option<std::ops::Range<usize>> {
         let range = self.range();
@@ -47,28 +52,62 @@ impl Span {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// `value` is the text.
+    /// The value is a text.
     Text,
-    /// `value.start` is the first item in `items`, `value.len` their count.
+    /// The value is a run of `items`.
     List,
     Other,
 }
 
-/// One claim: 16 bytes, sorted by name.
+/// One claim, sorted by name: 12 bytes. Names and values are at most 64 KiB, which a
+/// request head of 64 KiB cannot exceed (a longer one refuses the payload), and the kind
+/// rides in the top bits of the value's start, which is below 1 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     name_start: u32,
-    value: Span,
-    /// Names are at most 64 KiB (a longer one is not indexed: no rule names one).
+    /// The kind in the top two bits, then where the value starts (in the buffer for a text,
+    /// in `items` for a list).
+    value_start: u32,
     name_len: u16,
-    kind: Kind,
+    value_len: u16,
 }
 
+const KIND_SHIFT: u32 = 30;
+const START_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
 impl Slot {
+    fn new(name: Span, kind: Kind, value: Span) -> Result<Slot, ClaimsError> {
+        let fits = |start: u32| start <= START_MASK;
+        match (u16::try_from(name.len), u16::try_from(value.len)) {
+            (Ok(name_len), Ok(value_len)) if fits(name.start) && fits(value.start) => Ok(Slot {
+                name_start: name.start,
+                value_start: (kind as u32) << KIND_SHIFT | value.start,
+                name_len,
+                value_len,
+            }),
+            _ => Err(ClaimsError::TooLarge),
+        }
+    }
+
     fn name(&self) -> Span {
         Span {
             start: self.name_start,
             len: u32::from(self.name_len),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self.value_start >> KIND_SHIFT {
+            0 => Kind::Text,
+            1 => Kind::List,
+            _ => Kind::Other,
+        }
+    }
+
+    fn value(&self) -> Span {
+        Span {
+            start: self.value_start & START_MASK,
+            len: u32::from(self.value_len),
         }
     }
 }
@@ -131,6 +170,11 @@ impl PartialEq for ClaimList<'_> {
 
 impl Eq for ClaimList<'_> {}
 
+/// A span's bytes (empty if out of range, which no span built here is).
+fn bytes_at(buf: &[u8], span: Span) -> &[u8] {
+    buf.get(span.range()).unwrap_or_default()
+}
+
 /// A span's text. Every span was cut from parsed JSON text or a `String` at char
 /// boundaries, so this never falls back to the empty string in practice.
 fn text_at(buf: &[u8], span: Span) -> &str {
@@ -141,20 +185,28 @@ fn text_at(buf: &[u8], span: Span) -> &str {
 
 /// The claim set of one token. Two sets are equal when they hold the same names and
 /// values, however their buffers are laid out.
+///
+/// `B` is the buffer: [`Bytes`] once built (header values share it), a `Vec` while the
+/// verifier still appends to it ([`ClaimsDraft`]).
 #[derive(Debug, Clone, Default)]
-pub struct Claims {
-    buf: Bytes,
+pub struct Claims<B = Bytes> {
+    buf: B,
     slots: Box<[Slot]>,
     items: Box<[Span]>,
 }
 
-impl PartialEq for Claims {
-    fn eq(&self, other: &Self) -> bool {
+/// Claims whose buffer still grows: what verification appends after the payload (the
+/// parts of the token the cache compares, derived header values) goes into the same
+/// allocation.
+pub type ClaimsDraft = Claims<Vec<u8>>;
+
+impl<B: AsRef<[u8]>, C: AsRef<[u8]>> PartialEq<Claims<C>> for Claims<B> {
+    fn eq(&self, other: &Claims<C>) -> bool {
         self.iter().eq(other.iter())
     }
 }
 
-impl Eq for Claims {}
+impl<B: AsRef<[u8]>> Eq for Claims<B> {}
 
 /// Why a payload is not a claim set (`malformed_token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +218,9 @@ pub enum ClaimsError {
     /// (an upstream given the token, a log pipeline) may take the first, and then
     /// `aud = [theirs, ours]` means two different things.
     DuplicateName,
+    /// A name or value over 64 KiB, or a list of more than 65 535 items: more than a
+    /// request head can carry.
+    TooLarge,
 }
 
 impl std::fmt::Display for ClaimsError {
@@ -175,17 +230,16 @@ impl std::fmt::Display for ClaimsError {
                 write!(f, "the payload is not a JSON object: {error}")
             }
             ClaimsError::DuplicateName => f.write_str("a claim name appears twice"),
+            ClaimsError::TooLarge => f.write_str("a claim name or value is over 64 KiB"),
         }
     }
 }
 
-/// A parsed payload: the claims, and the JSON values of the registered claims that the
-/// time and type checks read (SPEC §3 step 6), parsed on their own.
+/// A parsed payload: the claims (still open for appending), and the JSON values of the
+/// registered claims that the time and type checks read (SPEC §3 step 6).
 #[derive(Debug)]
 pub struct ParsedPayload {
-    pub claims: Claims,
-    /// Spans of the byte strings passed as `tail` to [`Claims::parse`], in order.
-    pub tail: Vec<Span>,
+    pub claims: ClaimsDraft,
     pub registered: Registered,
 }
 
@@ -205,11 +259,10 @@ impl Registered {
     }
 }
 
-impl Claims {
-    /// Parses a decoded JWT payload: a JSON object with unique member names. `tail` is
-    /// appended to the buffer after the claims (the caller gets their spans back), so that
-    /// everything a verified token keeps is one allocation.
-    pub fn parse(payload: Vec<u8>, tail: &[&[u8]]) -> Result<ParsedPayload, ClaimsError> {
+impl ClaimsDraft {
+    /// Parses a decoded JWT payload: a JSON object with unique member names. The payload's
+    /// allocation becomes the buffer.
+    pub fn parse(payload: Vec<u8>) -> Result<ParsedPayload, ClaimsError> {
         let mut builder = Builder::default();
         let registered = {
             let Members(members) = serde_json::from_slice(&payload).map_err(invalid)?;
@@ -227,63 +280,91 @@ impl Claims {
             registered
         };
         let mut buf = payload;
-        buf.reserve_exact(builder.extra.len() + tail.iter().map(|t| t.len()).sum::<usize>());
         buf.append(&mut builder.extra);
-        let tail = tail
-            .iter()
-            .map(|bytes| {
-                let span = Span::of(buf.len(), bytes.len());
-                buf.extend_from_slice(bytes);
-                span
-            })
-            .collect();
         let mut slots = builder.slots;
-        slots.sort_unstable_by(|a, b| text_at(&buf, a.name()).cmp(text_at(&buf, b.name())));
+        // Byte order is `str` order for UTF-8, without checking the bytes on each compare.
+        slots.sort_unstable_by(|a, b| bytes_at(&buf, a.name()).cmp(bytes_at(&buf, b.name())));
         if slots
             .windows(2)
-            .any(|pair| text_at(&buf, pair[0].name()) == text_at(&buf, pair[1].name()))
+            .any(|pair| bytes_at(&buf, pair[0].name()) == bytes_at(&buf, pair[1].name()))
         {
             return Err(ClaimsError::DuplicateName);
         }
         Ok(ParsedPayload {
             claims: Claims {
-                buf: Bytes::from(buf),
+                buf,
                 slots: slots.into_boxed_slice(),
                 items: builder.items.into_boxed_slice(),
             },
-            tail,
             registered: Registered(registered),
         })
     }
 
+    /// Appends bytes after the claims; their span, for reading them back once built.
+    pub fn push(&mut self, bytes: &[u8]) -> Span {
+        let span = Span::of(self.buf.len(), bytes.len());
+        self.buf.extend_from_slice(bytes);
+        span
+    }
+
+    /// The finished set, its buffer shrunk to fit (one allocation, shared by header values).
+    pub fn finish(self) -> Claims {
+        Claims {
+            buf: Bytes::from(self.buf.into_boxed_slice()),
+            slots: self.slots,
+            items: self.items,
+        }
+    }
+}
+
+impl Claims {
     /// Builds the set from a JSON object (tests, `explain`): the same form a payload gets.
     pub fn from_json_object(object: &serde_json::Map<String, serde_json::Value>) -> Claims {
         // A map serializes, and its serialization parses with unique names.
         serde_json::to_vec(object)
             .ok()
-            .and_then(|json| Claims::parse(json, &[]).ok())
-            .map(|parsed| parsed.claims)
-            .unwrap_or_default()
+            .and_then(|json| ClaimsDraft::parse(json).ok())
+            .map_or_else(Claims::default, |parsed| parsed.claims.finish())
     }
 
+    /// A copy still open for appending (for `explain`, which builds header values for a
+    /// set it does not own).
+    pub fn to_draft(&self) -> ClaimsDraft {
+        Claims {
+            buf: self.buf.to_vec(),
+            slots: self.slots.clone(),
+            items: self.items.clone(),
+        }
+    }
+
+    /// The bytes of a span of this set's buffer, shared.
+    pub fn shared(&self, span: Span) -> Bytes {
+        span.range_in(&self.buf)
+            .map_or_else(Bytes::new, |range| self.buf.slice(range))
+    }
+}
+
+impl<B: AsRef<[u8]>> Claims<B> {
     pub fn get(&self, name: &str) -> Option<ClaimValue<'_>> {
         self.slot(name).map(|slot| self.value(slot))
     }
 
     fn slot(&self, name: &str) -> Option<&Slot> {
+        let buf = self.buf.as_ref();
         let index = self
             .slots
-            .binary_search_by(|slot| text_at(&self.buf, slot.name()).cmp(name))
+            .binary_search_by(|slot| bytes_at(buf, slot.name()).cmp(name.as_bytes()))
             .ok()?;
         self.slots.get(index)
     }
 
     fn value(&self, slot: &Slot) -> ClaimValue<'_> {
-        match slot.kind {
-            Kind::Text => ClaimValue::Text(text_at(&self.buf, slot.value)),
+        let buf = self.buf.as_ref();
+        match slot.kind() {
+            Kind::Text => ClaimValue::Text(text_at(buf, slot.value())),
             Kind::List => ClaimValue::List(ClaimList {
-                buf: &self.buf,
-                items: self.items.get(slot.value.range()).unwrap_or_default(),
+                buf,
+                items: self.items.get(slot.value().range()).unwrap_or_default(),
             }),
             Kind::Other => ClaimValue::Other,
         }
@@ -298,24 +379,18 @@ impl Claims {
     /// share it ([`Claims::shared`]) for a reference count instead of a copy.
     pub fn text_span(&self, name: &str) -> Option<Span> {
         let slot = self.slot(name)?;
-        (slot.kind == Kind::Text).then_some(slot.value)
-    }
-
-    /// The bytes of a span of this set's buffer, shared.
-    pub fn shared(&self, span: Span) -> Bytes {
-        span.range_in(&self.buf)
-            .map_or_else(Bytes::new, |range| self.buf.slice(range))
+        (slot.kind() == Kind::Text).then_some(slot.value())
     }
 
     /// The bytes of a span of this set's buffer.
     pub fn bytes(&self, span: Span) -> &[u8] {
-        self.buf.get(span.range()).unwrap_or_default()
+        bytes_at(self.buf.as_ref(), span)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, ClaimValue<'_>)> {
         self.slots
             .iter()
-            .map(|slot| (text_at(&self.buf, slot.name()), self.value(slot)))
+            .map(|slot| (text_at(self.buf.as_ref(), slot.name()), self.value(slot)))
     }
 
     pub fn len(&self) -> usize {
@@ -328,7 +403,9 @@ impl Claims {
 
     /// Heap bytes held (buffer and index), for the memory figures.
     pub fn heap_bytes(&self) -> usize {
-        self.buf.len() + std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.items)
+        self.buf.as_ref().len()
+            + std::mem::size_of_val(&*self.slots)
+            + std::mem::size_of_val(&*self.items)
     }
 }
 
@@ -356,15 +433,7 @@ impl Builder {
             },
         };
         let name = self.text(payload, name);
-        let Ok(name_len) = u16::try_from(name.len) else {
-            return Ok(());
-        };
-        self.slots.push(Slot {
-            name_start: name.start,
-            value,
-            name_len,
-            kind,
-        });
+        self.slots.push(Slot::new(name, kind, value)?);
         Ok(())
     }
 
@@ -536,8 +605,9 @@ mod tests {
     #[test]
     fn escapes_and_number_forms_read_as_before() {
         let payload = br#"{"r\u0065f":"a\/b\"c","n":1e3,"neg":-0,"big":123456789012345678901,"z":0,"list":[1.50,"x\ty"]}"#;
-        let parsed = Claims::parse(payload.to_vec(), &[b"tail"]).expect("object");
-        let claims = &parsed.claims;
+        let mut draft = ClaimsDraft::parse(payload.to_vec()).expect("object").claims;
+        let tail = draft.push(b"tail");
+        let claims = &draft.finish();
         assert_eq!(claims.text("ref"), Some("a/b\"c"));
         // As `serde_json::Number`'s `Display` prints them, like the `Value` form did.
         assert_eq!(claims.text("n"), Some("1000.0"));
@@ -548,7 +618,8 @@ mod tests {
             list(claims, "list"),
             Some(vec!["1.5".into(), "x\ty".into()])
         );
-        assert_eq!(claims.bytes(parsed.tail[0]), b"tail");
+        assert_eq!(claims.bytes(tail), b"tail");
+        assert_eq!(&claims.shared(tail)[..], b"tail");
         let names: Vec<&str> = claims.iter().map(|(name, _)| name).collect();
         assert_eq!(names, ["big", "list", "n", "neg", "ref", "z"]);
     }
@@ -556,16 +627,16 @@ mod tests {
     #[test]
     fn duplicates_and_non_objects_are_refused() {
         assert_eq!(
-            Claims::parse(br#"{"a":1,"b":2,"a":3}"#.to_vec(), &[]).map(|_| ()),
+            ClaimsDraft::parse(br#"{"a":1,"b":2,"a":3}"#.to_vec()).map(|_| ()),
             Err(ClaimsError::DuplicateName)
         );
         // An escape cannot hide a duplicate.
         assert_eq!(
-            Claims::parse(br#"{"aud":"x","\u0061ud":"y"}"#.to_vec(), &[]).map(|_| ()),
+            ClaimsDraft::parse(br#"{"aud":"x","\u0061ud":"y"}"#.to_vec()).map(|_| ()),
             Err(ClaimsError::DuplicateName)
         );
         for bad in [&b"[1]"[..], b"\"s\"", b"{", b"", b"{\"a\":1} x", b"\xff"] {
-            assert!(Claims::parse(bad.to_vec(), &[]).is_err(), "{bad:?}");
+            assert!(ClaimsDraft::parse(bad.to_vec()).is_err(), "{bad:?}");
         }
         // What only a full parse finds, in a value of each kind.
         let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
@@ -577,14 +648,28 @@ mod tests {
             r#"{"a":[{"b":-1e999}]}"#,
             deep.as_str(),
         ] {
-            assert!(Claims::parse(bad.into(), &[]).is_err(), "{bad}");
+            assert!(ClaimsDraft::parse(bad.into()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_and_values_over_64_kib_are_refused_not_cut() {
+        let long = "x".repeat(70_000);
+        for payload in [format!(r#"{{"{long}":1}}"#), format!(r#"{{"a":"{long}"}}"#)] {
+            assert_eq!(
+                ClaimsDraft::parse(payload.into_bytes()).map(|_| ()),
+                Err(ClaimsError::TooLarge)
+            );
+        }
+        let fits = "x".repeat(65_535);
+        let parsed = ClaimsDraft::parse(format!(r#"{{"a":"{fits}"}}"#).into_bytes()).expect("fits");
+        assert_eq!(parsed.claims.text("a").map(str::len), Some(65_535));
     }
 
     #[test]
     fn registered_claims_keep_their_json_type() {
         let parsed =
-            Claims::parse(br#"{"exp":5,"aud":["a"],"other":1}"#.to_vec(), &[]).expect("object");
+            ClaimsDraft::parse(br#"{"exp":5,"aud":["a"],"other":1}"#.to_vec()).expect("object");
         assert_eq!(parsed.registered.get("exp"), Some(&serde_json::json!(5)));
         assert_eq!(
             parsed.registered.get("aud"),
@@ -595,9 +680,10 @@ mod tests {
 
     #[test]
     fn a_text_span_shares_the_claim_without_a_copy() {
-        let parsed = Claims::parse(br#"{"repository":"acme/app","aud":["a"]}"#.to_vec(), &[])
-            .expect("object");
-        let claims = &parsed.claims;
+        let claims = &ClaimsDraft::parse(br#"{"repository":"acme/app","aud":["a"]}"#.to_vec())
+            .expect("object")
+            .claims
+            .finish();
         let span = claims.text_span("repository").expect("a text claim");
         assert_eq!(&claims.shared(span)[..], b"acme/app");
         assert_eq!(claims.text_span("aud"), None, "a list is not one text");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use crate::auth::claims::{ClaimValue, Claims, Span};
+use crate::auth::claims::{ClaimValue, Claims, ClaimsDraft, Span};
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
@@ -14,7 +14,7 @@ pub use crate::config::JOB_URL;
 
 /// `{server_url}/{repository}/actions/runs/{run_id}/job/{check_run_id}`, when the token
 /// has all three claims.
-pub fn job_url(server_url: &str, claims: &Claims) -> Option<String> {
+pub fn job_url<B: AsRef<[u8]>>(server_url: &str, claims: &Claims<B>) -> Option<String> {
     let repository = claims.text("repository")?;
     let run_id = claims.text("run_id")?;
     let check_run_id = claims.text("check_run_id")?;
@@ -24,21 +24,26 @@ pub fn job_url(server_url: &str, claims: &Claims) -> Option<String> {
     ))
 }
 
-/// A claim's value as one header value: a scalar where it lies in the claims' buffer, a
-/// list as its items joined with `, `. `None` when the claim is absent or not
+/// A claim's value as one header value: a scalar where it already lies in the claims'
+/// buffer, a list as its items joined with `, `. `None` when the claim is absent or not
 /// representable (an object).
-fn claim_value(claims: &Claims, claim: &str) -> Option<Value> {
+fn claim_value<B: AsRef<[u8]>>(claims: &Claims<B>, claim: &str) -> Option<Value> {
+    if let Some(span) = claims.text_span(claim) {
+        return Some(Value::Span(span));
+    }
     match claims.get(claim)? {
-        ClaimValue::Text(_) => claims.text_span(claim).map(Value::Span),
-        ClaimValue::List(items) => Some(Value::Extra(items.iter().collect::<Vec<_>>().join(", "))),
-        ClaimValue::Other => None,
+        ClaimValue::List(items) => {
+            Some(Value::Derived(items.iter().collect::<Vec<_>>().join(", ")))
+        }
+        ClaimValue::Text(_) | ClaimValue::Other => None,
     }
 }
 
 /// Where a header value comes from while it is being built.
 enum Value {
     Span(Span),
-    Extra(String),
+    /// Not one claim's text (`job_url`, a joined list): appended to the claims' buffer.
+    Derived(String),
 }
 
 /// Only visible ASCII and space may be forwarded: anything else (TAB, CR/LF, other
@@ -72,40 +77,36 @@ pub fn wire_names(issuer: &IssuerConfig) -> Arc<[Bytes]> {
         .collect()
 }
 
-/// One header of [`TokenHeaders`]: which name, and where its value is (in the claims'
-/// buffer, or in the token's own extra bytes for a derived value).
+/// One header of [`TokenHeaders`]: which name, and where its value is in the claims'
+/// buffer. 8 bytes: a header value over 64 KiB is refused when built.
 #[derive(Debug, Clone, Copy)]
 struct HeaderSlot {
+    value_start: u32,
+    value_len: u16,
     name: u16,
-    in_extra: bool,
-    value: Span,
 }
 
 /// The identity headers a token gives (SPEC §4), except `X-Jobgate-Route`: built once per
-/// verified token as positions in buffers it already holds, checked forwardable then, and
-/// turned into header values per request for a reference count each.
+/// verified token as positions in its claims' buffer (derived values are appended to it),
+/// checked forwardable then, and turned into header values per request for a reference
+/// count each.
 #[derive(Debug, Clone)]
 pub struct TokenHeaders {
     names: Arc<[Bytes]>,
-    /// Values that are not one claim's text (`job_url`, a joined list), back to back.
-    extra: Bytes,
     slots: Box<[HeaderSlot]>,
 }
 
 impl TokenHeaders {
-    /// Name and value of each header, in table order, then issuer and subject.
+    /// Name and value of each header, in table order, then issuer and subject. `claims`
+    /// are the ones these headers were built with.
     pub fn iter<'a>(
         &'a self,
         claims: &'a Claims,
     ) -> impl Iterator<Item = (&'a Bytes, HeaderValue)> + 'a {
         self.slots.iter().filter_map(move |slot| {
-            let value = if slot.in_extra {
-                self.extra.slice(slot.value.range_in(&self.extra)?)
-            } else {
-                claims.shared(slot.value)
-            };
+            let span = Span::of(slot.value_start as usize, usize::from(slot.value_len));
             // Checked by `forwardable` when built, so this does not fail.
-            let value = HeaderValue::from_maybe_shared(value).ok()?;
+            let value = HeaderValue::from_maybe_shared(claims.shared(span)).ok()?;
             Some((self.names.get(usize::from(slot.name))?, value))
         })
     }
@@ -118,21 +119,22 @@ impl TokenHeaders {
         self.slots.is_empty()
     }
 
-    /// Heap bytes held by this token's headers (the names are the issuer's).
+    /// Heap bytes held by this token's headers (the names are the issuer's, the values
+    /// the claims').
     pub fn heap_bytes(&self) -> usize {
-        self.extra.len() + std::mem::size_of_val(&*self.slots)
+        std::mem::size_of_val(&*self.slots)
     }
 }
 
 /// [`TokenHeaders`] for a token of `issuer` (whose [`wire_names`] are `names`): the
 /// issuer's table (absent claims set nothing), then `X-Jobgate-Issuer` and `-Subject`.
-/// A value that cannot be a header value refuses the request (`unforwardable_claim`).
+/// Derived values are appended to `claims`. A value that cannot be a header value refuses
+/// the request (`unforwardable_claim`).
 pub fn token_headers(
     issuer: &IssuerConfig,
-    claims: &Claims,
+    claims: &mut ClaimsDraft,
     names: &Arc<[Bytes]>,
 ) -> Result<TokenHeaders, Reason> {
-    let mut extra = Vec::new();
     let mut slots = Vec::with_capacity(names.len());
     let claim_names = issuer
         .headers
@@ -141,33 +143,32 @@ pub fn token_headers(
         .chain(["iss", "sub"]);
     for (index, claim) in claim_names.enumerate() {
         let value = if claim == JOB_URL && index < issuer.headers.len() {
-            job_url(&issuer.server_url, claims).map(Value::Extra)
+            job_url(&issuer.server_url, claims).map(Value::Derived)
         } else {
             claim_value(claims, claim)
         };
-        let Some(value) = value else { continue };
-        let (in_extra, value) = match value {
-            Value::Span(span) => {
-                forwardable(claims.bytes(span))?;
-                (false, span)
-            }
-            Value::Extra(text) => {
-                forwardable(text.as_bytes())?;
-                let span = Span::of(extra.len(), text.len());
-                extra.extend_from_slice(text.as_bytes());
-                (true, span)
-            }
+        let span = match value {
+            None => continue,
+            Some(Value::Span(span)) => span,
+            Some(Value::Derived(text)) => claims.push(text.as_bytes()),
         };
-        let name = u16::try_from(index).map_err(|_| Reason::UnforwardableClaim)?;
+        forwardable(claims.bytes(span))?;
+        let bytes = claims.bytes(span);
+        let (Ok(name), Ok(value_len), Some(value_start)) = (
+            u16::try_from(index),
+            u16::try_from(bytes.len()),
+            span.start(),
+        ) else {
+            return Err(Reason::UnforwardableClaim);
+        };
         slots.push(HeaderSlot {
+            value_start,
+            value_len,
             name,
-            in_extra,
-            value,
         });
     }
     Ok(TokenHeaders {
         names: Arc::clone(names),
-        extra: Bytes::from(extra),
         slots: slots.into_boxed_slice(),
     })
 }
@@ -179,9 +180,11 @@ pub fn identity_headers(
     claims: &Claims,
     route: &str,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Reason> {
-    let headers = token_headers(issuer, claims, &wire_names(issuer))?;
+    let mut draft = claims.to_draft();
+    let headers = token_headers(issuer, &mut draft, &wire_names(issuer))?;
+    let claims = draft.finish();
     let mut list: Vec<(HeaderName, HeaderValue)> = headers
-        .iter(claims)
+        .iter(&claims)
         .filter_map(|(name, value)| Some((HeaderName::from_bytes(name).ok()?, value)))
         .collect();
     list.push((ROUTE_HEADER, route_header_value(route)?));

@@ -1,12 +1,12 @@
 //! The token's payload after its signature verified: claim types and times (RFC 7519
-//! NumericDate), duplicate members refused (see [`Claims::parse`]), and `iss` compared with
+//! NumericDate), duplicate members refused (see [`ClaimsDraft::parse`]), and `iss` compared with
 //! the issuer's URL.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::auth::claims::{Claims, ParsedPayload};
+use crate::auth::claims::ClaimsDraft;
 use crate::config::IssuerConfig;
 use crate::refusal::Reason;
 
@@ -66,21 +66,20 @@ fn claim_times_by<'v>(get: impl Fn(&str) -> Option<&'v Value>) -> Result<TokenTi
 }
 
 /// The checks after the signature that depend on the token alone: claim types
-/// (`malformed_token`), then `iss` (`wrong_issuer`). `tail` is kept after the claims in
-/// their buffer (see [`Claims::parse`]); its spans come back with them.
+/// (`malformed_token`), then `iss` (`wrong_issuer`). The claims come back open for
+/// appending (see [`ClaimsDraft`]).
 pub fn parse_claims(
     payload: &str,
     issuer: &IssuerConfig,
-    tail: &[&[u8]],
-) -> Result<(ParsedPayload, TokenTimes), Reason> {
+) -> Result<(ClaimsDraft, TokenTimes), Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Reason::MalformedToken)?;
-    let parsed = Claims::parse(bytes, tail).map_err(|_| Reason::MalformedToken)?;
+    let parsed = ClaimsDraft::parse(bytes).map_err(|_| Reason::MalformedToken)?;
     let get = |name: &str| parsed.registered.get(name);
     let times = claim_times_by(get).map_err(|_| Reason::MalformedToken)?;
     if get("iss").and_then(Value::as_str) != Some(issuer.url.as_str()) {
         return Err(Reason::WrongIssuer);
     }
-    Ok((parsed, times))
+    Ok((parsed.claims, times))
 }

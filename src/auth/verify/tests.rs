@@ -129,9 +129,9 @@ fn parsed_claims_match_the_json_object_and_refuse_duplicates() {
         "mixed": [1, "x", null], "Zed": "upper", "émoji": "\u{1F600}",
     });
     let encoded = b64(payload.to_string().as_bytes());
-    let (parsed, times) = parse_claims(&encoded, &issuer, &[]).expect("valid payload");
+    let (claims, times) = parse_claims(&encoded, &issuer).expect("valid payload");
     assert_eq!(
-        parsed.claims,
+        claims,
         Claims::from_json_object(payload.as_object().expect("object"))
     );
     assert_eq!(
@@ -144,17 +144,17 @@ fn parsed_claims_match_the_json_object_and_refuse_duplicates() {
         NOW + 300
     );
     assert_eq!(
-        parse_claims(&b64(duplicate.as_bytes()), &issuer, &[]).map(|_| ()),
+        parse_claims(&b64(duplicate.as_bytes()), &issuer).map(|_| ()),
         Err(Reason::MalformedToken)
     );
     let wrong_issuer = json!({"iss": "https://evil.example", "exp": NOW + 300, "iat": NOW});
     assert_eq!(
-        parse_claims(&b64(wrong_issuer.to_string().as_bytes()), &issuer, &[]).map(|_| ()),
+        parse_claims(&b64(wrong_issuer.to_string().as_bytes()), &issuer).map(|_| ()),
         Err(Reason::WrongIssuer)
     );
     for not_an_object in ["[]", "\"text\"", "{} x", "{\"exp\": 1,}"] {
         assert_eq!(
-            parse_claims(&b64(not_an_object.as_bytes()), &issuer, &[]).map(|_| ()),
+            parse_claims(&b64(not_an_object.as_bytes()), &issuer).map(|_| ()),
             Err(Reason::MalformedToken),
             "{not_an_object}"
         );
@@ -786,4 +786,79 @@ fn arbitrary_bytes_never_panic() {
         let header = b64(text.as_bytes());
         let _ = auth.authenticate_sync(0, AUD, &format!("{header}.{header}.{header}"), NOW);
     }
+}
+
+/// The claims of a GitHub Actions job token, as `benches/load/mint.py` makes them (35
+/// claims, a ~1.9 KB token once signed).
+fn github_claims() -> Value {
+    json!({
+        "jti": "6f0d1c2e-0000-4000-8000-000000000007", "sub": "repo:acme/app:environment:production",
+        "aud": AUD, "ref": "refs/heads/main", "sha": "3f786850e387550fdab836ed7e6dc881de23001b",
+        "repository": "acme/app", "repository_owner": "acme", "repository_owner_id": "51234567",
+        "run_id": "14000000007", "run_number": "107", "run_attempt": "1",
+        "repository_visibility": "private", "repository_id": "812345678", "actor_id": "7654321",
+        "actor": "octocat", "workflow": "release", "head_ref": "", "base_ref": "",
+        "event_name": "push", "ref_protected": "true", "ref_type": "branch",
+        "workflow_ref": "acme/app/.github/workflows/release.yml@refs/heads/main",
+        "workflow_sha": "3f786850e387550fdab836ed7e6dc881de23001b",
+        "job_workflow_ref": "acme/app/.github/workflows/release.yml@refs/heads/main",
+        "job_workflow_sha": "3f786850e387550fdab836ed7e6dc881de23001b",
+        "runner_environment": "github-hosted", "environment": "production",
+        "environment_node_id": "EN_kwDOABCDEF4AAAAB", "check_run_id": "40000000007",
+        "iss": ISS, "nbf": NOW - 5, "exp": NOW + 7200, "iat": NOW - 5,
+    })
+}
+
+/// Issue #14: a cached GitHub token keeps its claims, the parts of the token the cache
+/// compares and its identity headers in under 2 KiB of heap (the stored token alone was
+/// ~1.9 KB, and all of it ~8 KiB with a `String` per claim and a header value per header),
+/// and the headers it gives are exactly those the list form builds.
+#[test]
+fn a_cached_github_token_is_compact_and_gives_the_same_headers() {
+    use crate::auth::identity::identity_headers;
+    use crate::config::validate::DEFAULT_GITHUB_HEADERS;
+    let headers = DEFAULT_GITHUB_HEADERS
+        .iter()
+        .map(|(name, claim)| {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+            (name, (*claim).to_owned())
+        })
+        .collect();
+    let issuer = Arc::new(IssuerConfig {
+        headers,
+        ..(*issuer_with(vec![Algorithm::RS256])).clone()
+    });
+    let auth = authenticator_for(Arc::clone(&issuer));
+    let token = rs256(rsa(0), "k1", &github_claims());
+    let verified = check(&auth, &token).expect("accepted").token;
+    let heap = verified.heap_bytes();
+    // 1 969 bytes when written: the decoded payload (~1.06 KB), the signature (256), the
+    // header segment, the job URL, the claim index (35 × 12) and the header slots (16 × 8).
+    assert!(
+        heap < 2_048,
+        "{heap} bytes of heap for a {}-byte token",
+        token.len()
+    );
+    let built: Vec<(String, String)> = verified
+        .identity_headers()
+        .expect("forwardable")
+        .iter(&verified.claims)
+        .map(|(name, value)| {
+            let name = String::from_utf8(name.to_vec()).expect("ascii");
+            (name, value.to_str().expect("ascii").to_owned())
+        })
+        .collect();
+    let listed: Vec<(String, String)> = identity_headers(&issuer, &verified.claims, "r")
+        .expect("forwardable")
+        .into_iter()
+        .filter(|(name, _)| name.as_str() != "x-jobgate-route")
+        .map(|(name, value)| (name.to_string(), value.to_str().expect("ascii").to_owned()))
+        .collect();
+    assert_eq!(built, listed);
+    assert!(built.len() >= 15, "{built:?}");
+    assert!(built.contains(&(
+        "x-github-job-url".to_owned(),
+        "https://github.com/acme/app/actions/runs/14000000007/job/40000000007".to_owned()
+    )));
+    assert!(check(&auth, &token).expect("a hit").cache_hit);
 }
