@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use support::issuer::TestIssuer;
+use support::pki::TestPki;
 use support::wait_until;
 use support::world::World;
 
@@ -40,24 +40,27 @@ impl Redis {
     }
 
     /// A TLS-only `redis-server` with `pki`'s certificate, not asking clients for one.
-    fn start_tls(pki: &Pki) -> Redis {
+    fn start_tls(pki: &TestPki) -> Redis {
         let port = free_port();
-        let path = |path: &PathBuf| path.to_str().expect("UTF-8 temp path").to_owned();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--tls-cert-file", &path(&pki.cert), "--tls-key-file"])
-            .args([&path(&pki.key), "--tls-ca-cert-file", &path(&pki.ca)])
-            .args(["--tls-auth-clients", "no", "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server; .ci/run installs it)");
-        let redis = Redis {
+        let path = |path: &PathBuf| TestPki::path(path);
+        let redis = Redis::spawn(
             port,
-            child,
-            tls: true,
-        };
+            true,
+            &[
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(&pki.cert_path),
+                "--tls-key-file".into(),
+                path(&pki.key_path),
+                "--tls-ca-cert-file".into(),
+                path(&pki.ca_path),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        );
         // A PING needs TLS here; Redis listens only once its certificate is loaded.
         assert!(
             wait_until(Duration::from_secs(10), || {
@@ -68,30 +71,30 @@ impl Redis {
         redis
     }
 
-    fn start_on(port: u16) -> Redis {
+    /// `redis-server` with `args`, on loopback, without persistence.
+    fn spawn(port: u16, tls: bool, args: &[String]) -> Redis {
         let child = Command::new("redis-server")
-            .args([
-                // DEBUG SLEEP makes a slow Redis for the fault tests.
-                "--enable-debug-command",
-                "local",
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server; .ci/run installs it)");
-        let redis = Redis {
+        Redis { port, child, tls }
+    }
+
+    fn start_on(port: u16) -> Redis {
+        // DEBUG SLEEP makes a slow Redis for the fault tests.
+        let redis = Redis::spawn(
             port,
-            child,
-            tls: false,
-        };
+            false,
+            &[
+                "--enable-debug-command".into(),
+                "local".into(),
+                "--port".into(),
+                port.to_string(),
+            ],
+        );
         assert!(
             wait_until(Duration::from_secs(10), || redis.ping()),
             "redis-server did not answer on port {port}"
@@ -524,50 +527,19 @@ fn a_slow_redis_never_holds_a_request_longer_than_timeout() {
     assert_eq!(world.get("/once/x").bearer(&fresh).send().status, 401);
 }
 
-/// A CA, and a certificate for `localhost`/127.0.0.1 signed by it, as PEM files.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::new(ca_params, &ca_key);
-        let key = KeyPair::generate().expect("server key");
-        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server params")
-            .signed_by(&key, &issuer)
-            .expect("server certificate");
-        let pki = Pki {
-            ca: dir.path().join("ca.pem"),
-            cert: dir.path().join("redis.crt"),
-            key: dir.path().join("redis.key"),
-            _dir: dir,
-        };
-        std::fs::write(&pki.ca, ca_cert.pem()).expect("write CA");
-        std::fs::write(&pki.cert, cert.pem()).expect("write certificate");
-        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
-        pki
-    }
-
-    /// `SSL_CERT_FILE` = this CA: the gateway trusts it and nothing else.
-    fn trusted(&self) -> (&'static str, &str) {
-        ("SSL_CERT_FILE", self.ca.to_str().expect("UTF-8 temp path"))
-    }
+/// `SSL_CERT_FILE` = the PKI's CA: a gateway given it trusts that CA and nothing else.
+fn trusting(pki: &TestPki) -> (&'static str, &str) {
+    (
+        "SSL_CERT_FILE",
+        pki.ca_path.to_str().expect("UTF-8 temp path"),
+    )
 }
 
 #[test]
 fn over_rediss_two_gateways_that_trust_the_ca_share_used_tokens() {
-    let pki = Pki::new();
+    let pki = TestPki::new();
     let redis = Redis::start_tls(&pki);
-    let worlds = gateways_with(2, &redis, "single_use = true", "", "", &[pki.trusted()]);
+    let worlds = gateways_with(2, &redis, "single_use = true", "", "", &[trusting(&pki)]);
     let (a, b) = (&worlds[0], &worlds[1]);
     let token = job_token(a, "10001");
     assert_eq!(a.get("/api/x").bearer(&token).send().status, 200);
@@ -588,12 +560,12 @@ fn over_rediss_two_gateways_that_trust_the_ca_share_used_tokens() {
 
 #[test]
 fn over_rediss_a_gateway_that_does_not_trust_the_certificate_fails_closed() {
-    let pki = Pki::new();
-    let stranger = Pki::new();
+    let pki = TestPki::new();
+    let stranger = TestPki::new();
     let redis = Redis::start_tls(&pki);
     // Started first, so it has tried at least as long as the trusting one below.
     let untrusting = World::builder()
-        .env("SSL_CERT_FILE", stranger.trusted().1)
+        .env("SSL_CERT_FILE", trusting(&stranger).1)
         .issuer(TestIssuer::start())
         .audience(AUD)
         .upstream("api")
@@ -601,7 +573,7 @@ fn over_rediss_a_gateway_that_does_not_trust_the_certificate_fails_closed() {
         .config(&cluster_section(&redis))
         .start();
     let trusting = World::builder()
-        .env("SSL_CERT_FILE", pki.trusted().1)
+        .env("SSL_CERT_FILE", trusting(&pki).1)
         .audience(AUD)
         .upstream("api")
         .config(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use support::pki::TestPki;
 use support::world::{World, WorldBuilder};
 use support::{get, wait_until};
 
@@ -109,42 +109,6 @@ fn sighup_with_an_invalid_config_keeps_the_old_one_and_counts_the_error() {
     );
 }
 
-/// A CA and a certificate for `localhost`/127.0.0.1 signed by it, written as PEM files.
-struct TestPki {
-    ca_pem: String,
-    cert_path: std::path::PathBuf,
-    key_path: std::path::PathBuf,
-    ca_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn test_pki() -> TestPki {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
-    let cert_path = dir.path().join("tls.crt");
-    let key_path = dir.path().join("tls.key");
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&cert_path, leaf.pem()).expect("write cert");
-    std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write key");
-    std::fs::write(&ca_path, ca_cert.pem()).expect("write CA");
-    TestPki {
-        ca_pem: ca_cert.pem(),
-        cert_path,
-        key_path,
-        ca_path,
-        _dir: dir,
-    }
-}
-
 /// A world whose listener terminates TLS with the PKI's certificate, and whose public
 /// route `api` on `/` goes to an echo upstream named `upstream`.
 fn tls_world(pki: &TestPki, upstream: &str) -> World {
@@ -183,7 +147,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn tls_listener_serves_http1_and_http2() {
-    let pki = test_pki();
+    let pki = TestPki::new();
     let world = tls_world(&pki, "behind-tls");
     let url = format!("https://localhost:{}/hello", world.addr().port());
     runtime().block_on(async {
@@ -210,7 +174,7 @@ fn tls_listener_serves_http1_and_http2() {
 
 #[test]
 fn https_upstream_is_verified_against_the_route_ca() {
-    let pki = test_pki();
+    let pki = TestPki::new();
     // A TLS-terminating jobgate in front of the echo upstream `origin` plays the https
     // upstream.
     let tls_upstream = tls_world(&pki, "origin");

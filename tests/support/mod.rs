@@ -7,6 +7,7 @@
 pub mod expect;
 pub mod issuer;
 pub mod metrics;
+pub mod pki;
 pub mod raw;
 pub mod world;
 
