@@ -19,17 +19,28 @@ pub fn check_signature(
     key: &VerifyingKey,
     alg: Algorithm,
 ) -> Result<(), Reason> {
+    let signature = URL_SAFE_NO_PAD
+        .decode(parts.signature)
+        .map_err(|_| Reason::MalformedToken)?;
+    check_decoded_signature(parts, &signature, key, alg)
+}
+
+/// [`check_signature`] for a caller that has decoded the signature already (the verifier
+/// keeps it for the cache's compare): `signature` is `parts.signature` decoded.
+pub fn check_decoded_signature(
+    parts: &TokenParts<'_>,
+    signature: &[u8],
+    key: &VerifyingKey,
+    alg: Algorithm,
+) -> Result<(), Reason> {
     if !key.accepts(alg) {
         return Err(Reason::BadSignature);
     }
     if let Some(parsed) = key.parsed_for(alg) {
         // The same decoding and the same aws-lc parameters as `jsonwebtoken::crypto::verify`
         // (tests compare the two), without rebuilding the key for every token.
-        let signature = URL_SAFE_NO_PAD
-            .decode(parts.signature)
-            .map_err(|_| Reason::MalformedToken)?;
         return parsed
-            .verify_sig(parts.signing_input.as_bytes(), &signature)
+            .verify_sig(parts.signing_input.as_bytes(), signature)
             .map_err(|_| Reason::BadSignature);
     }
     verify_with_library(parts, key, alg)

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::jose::{JoseHeader, TokenParts};
 use super::payload::parse_claims;
-use super::signature::check_signature;
+use super::signature::check_decoded_signature;
 use crate::auth::claims::{ClaimValue, Claims, Span};
 use crate::auth::identity::{TokenHeaders, token_headers};
 use crate::auth::keys::jwks::VerifyingKey;
@@ -188,15 +188,16 @@ pub fn verify_with_key(
     header: &JoseHeader,
     parts: &TokenParts<'_>,
 ) -> Result<VerifiedToken, Reason> {
-    check_signature(parts, key, header.alg)?;
+    // Decoded once, strictly (as the cache's compare will decode it), for the check and
+    // for the cache.
+    let signature = URL_SAFE_NO_PAD
+        .decode(parts.signature)
+        .map_err(|_| Reason::MalformedToken)?;
+    check_decoded_signature(parts, &signature, key, header.alg)?;
     let header_text = parts
         .signing_input
         .split_once('.')
         .map_or("", |(header, _)| header);
-    // Decoded as strictly as the cache's compare will decode it.
-    let signature = URL_SAFE_NO_PAD
-        .decode(parts.signature)
-        .map_err(|_| Reason::MalformedToken)?;
     let (mut claims, times) = parse_claims(parts.payload, issuer)?;
     let wire = Wire {
         payload_len: decoded_len(parts.payload.len()),
