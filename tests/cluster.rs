@@ -298,10 +298,23 @@ fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_re
         ))
         .config(&route_table_single_use())
         .config(&cluster_section(&redis))
+        .config("[revocation]\nfile = \"revoked.toml\"\n")
         .start();
     limited.wait_metric("jobgate_cluster_up", &[], |up| up == 1.0);
     let token = job_token(&limited, "7001");
     let revoked = job_token(&limited, "7100");
+    // A file entry: per gateway, never in Redis, so it holds through all of what follows.
+    let in_file = job_token(&limited, "7200");
+    std::fs::write(
+        limited.dir().join("revoked.toml"),
+        "[[revoke]]\ncheck_run_id = \"7200\"\n",
+    )
+    .expect("revocation file");
+    let file_revoked = |world: &World| world.get("/api/x").bearer(&in_file).send().status == 403;
+    assert!(
+        wait_until(Duration::from_secs(10), || file_revoked(&limited)),
+        "the file entry applies"
+    );
     let (status, body) = admin(
         &limited,
         "POST",
@@ -337,6 +350,10 @@ fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_re
     assert_eq!(limited.readyz().status, 200, "/readyz stays 200");
     // Revocations keep the last list; new ones cannot reach the others: 503.
     assert_eq!(limited.get("/api/x").bearer(&revoked).send().status, 403);
+    assert!(
+        file_revoked(&limited),
+        "the file entry holds while Redis is down"
+    );
     let (status, _) = admin(
         &limited,
         "POST",
@@ -357,6 +374,10 @@ fn redis_down_means_local_limits_and_503_for_single_use_then_recovery_without_re
             limited.get("/once/x").bearer(&revoked).send().status != 403
         }),
         "a revocation lost with Redis's data still applies"
+    );
+    assert!(
+        file_revoked(&limited),
+        "the file entry holds after Redis came back empty"
     );
     let again = job_token(&limited, "7003");
     assert_eq!(limited.get("/once/x").bearer(&again).send().status, 200);
