@@ -411,8 +411,8 @@ fn decide(state: &GatewayState, auth: &RouteAuth, values: &[&[u8]], now: u64) ->
                 "wrong iss admitted"
             );
             let audience_ok = match claims.get("aud") {
-                Some(ClaimValue::Text(aud)) => aud.as_ref() == auth.audience,
-                Some(ClaimValue::List(auds)) => auds.iter().any(|a| a.as_ref() == auth.audience),
+                Some(ClaimValue::Text(aud)) => aud == auth.audience,
+                Some(ClaimValue::List(auds)) => auds.iter().any(|a| a == auth.audience),
                 _ => false,
             };
             assert!(audience_ok, "wrong audience admitted");
@@ -435,11 +435,11 @@ fn decide(state: &GatewayState, auth: &RouteAuth, values: &[&[u8]], now: u64) ->
                     "enforce mode admitted without a rule"
                 );
             }
-            let headers = match allowed.token.identity_headers(&allowed.issuer) {
+            let headers = match allowed.token.identity_headers() {
                 Ok(headers) => headers,
                 Err(reason) => panic!("admitted, but its identity headers fail: {reason:?}"),
             };
-            for (name, value) in headers.iter() {
+            for (name, value) in headers.iter(claims) {
                 // Names are kept as the wire bytes Pingora writes; they come from the config.
                 let name = std::str::from_utf8(name).expect("header names are ASCII");
                 assert!(
@@ -455,7 +455,7 @@ fn decide(state: &GatewayState, auth: &RouteAuth, values: &[&[u8]], now: u64) ->
                 would_deny: allowed.would_deny,
                 rule: allowed.rule.map(|rule| rule.to_string()),
                 headers: headers
-                    .iter()
+                    .iter(claims)
                     .map(|(name, value)| {
                         (String::from_utf8_lossy(name).into_owned(), value.as_bytes().to_vec())
                     })
