@@ -90,7 +90,7 @@ pub struct ServerSection {
     pub max_connections: Option<Spanned<i64>>,
     pub header_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
-    /// Bound of the verified-token cache (issue [auth]); default 100 000.
+    /// Bound of the verified-token cache; default 100 000.
     pub token_cache_entries: Option<Spanned<i64>>,
     /// CIDRs or addresses whose `X-Forwarded-For` is believed (SPEC §8).
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,

@@ -22,7 +22,7 @@ use crate::refusal::Reason;
 /// right types and whose `iss` is the issuer's. Audience and time are checked per request.
 ///
 /// Kept by the verified-token cache until `exp`, so it is compact: the claims' buffer also
-/// holds the token's header segment, raw signature and `kid` (see [`Wire`]) and the
+/// holds the token's header segment, raw signature and `kid` (see `Wire`) and the
 /// derived identity header values, and the identity headers are positions in it.
 #[derive(Debug)]
 pub struct VerifiedToken {
