@@ -49,6 +49,9 @@ impl Cluster {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
+        if config.redis_url.starts_with("rediss://") {
+            warn_without_roots();
+        }
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|error| format!("[cluster] redis_url: {error}"))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -163,5 +166,26 @@ impl Cluster {
             .errors_total
             .with_label_values(&[op.label()])
             .inc();
+    }
+}
+
+/// rediss:// verifies Redis against the roots `rustls-native-certs` loads (the system store,
+/// or `SSL_CERT_FILE`). With none loaded, every connection fails and Redis only ever looks
+/// down; this says why at start instead. It loads them once more than redis will, at start.
+fn warn_without_roots() {
+    let roots = rustls_native_certs::load_native_certs();
+    let first_error = roots.errors.first().map(ToString::to_string);
+    if roots.certs.is_empty() {
+        tracing::warn!(
+            error = first_error.as_deref().unwrap_or("no certificates found"),
+            "[cluster] rediss:// but no trusted root certificates could be loaded (system \
+             store, or the file SSL_CERT_FILE names): Redis will be treated as down"
+        );
+    } else if let Some(error) = first_error {
+        tracing::warn!(
+            roots = roots.certs.len(),
+            %error,
+            "[cluster] some trusted root certificates could not be loaded for rediss://"
+        );
     }
 }
