@@ -270,11 +270,7 @@ impl ClaimsDraft {
             builder.slots.reserve_exact(members.len());
             let mut registered = Vec::new();
             for (name, value) in members {
-                // Every registered name has three letters: most names skip the search.
-                let registered_name = (name.len() == 3)
-                    .then(|| Registered::NAMES.iter().find(|known| **known == name))
-                    .flatten();
-                if let Some(known) = registered_name {
+                if let Some(known) = Registered::NAMES.iter().find(|known| **known == name) {
                     // The text came out of a parse, so it parses again.
                     if let Ok(json) = serde_json::from_str(value.get()) {
                         registered.push((*known, json));

@@ -142,7 +142,8 @@ pub fn token_headers(
         .map(|(_, claim)| claim.as_str())
         .chain(["iss", "sub"]);
     for (index, claim) in claim_names.enumerate() {
-        let value = if claim == JOB_URL && index < issuer.headers.len() {
+        // `iss` and `sub` (the two last) are never `job_url`.
+        let value = if claim == JOB_URL {
             job_url(&issuer.server_url, claims).map(Value::Derived)
         } else {
             claim_value(claims, claim)
@@ -152,8 +153,8 @@ pub fn token_headers(
             Some(Value::Span(span)) => span,
             Some(Value::Derived(text)) => claims.push(text.as_bytes()),
         };
-        forwardable(claims.bytes(span))?;
         let bytes = claims.bytes(span);
+        forwardable(bytes)?;
         let (Ok(name), Ok(value_len), Some(value_start)) = (
             u16::try_from(index),
             u16::try_from(bytes.len()),

@@ -21,6 +21,8 @@ use crate::refusal::Reason;
 /// The three parts of a compact JWS.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenParts<'a> {
+    /// The JOSE header, base64url as sent.
+    pub header: &'a str,
     /// `header.payload`: what the signature covers.
     pub signing_input: &'a str,
     pub payload: &'a str,
@@ -62,7 +64,7 @@ pub(super) fn is_base64url_byte(byte: u8) -> bool {
 }
 
 /// Splits a compact JWS into its parts: exactly three base64url parts, header non-empty.
-pub fn split_token(token: &str) -> Result<(&str, TokenParts<'_>), Reason> {
+pub fn split_token(token: &str) -> Result<TokenParts<'_>, Reason> {
     let (signing_input, signature) = token.rsplit_once('.').ok_or(Reason::MalformedToken)?;
     let (header, payload) = signing_input
         .split_once('.')
@@ -74,14 +76,12 @@ pub fn split_token(token: &str) -> Result<(&str, TokenParts<'_>), Reason> {
     {
         return Err(Reason::MalformedToken);
     }
-    Ok((
+    Ok(TokenParts {
         header,
-        TokenParts {
-            signing_input,
-            payload,
-            signature,
-        },
-    ))
+        signing_input,
+        payload,
+        signature,
+    })
 }
 
 /// The first checks of SPEC §3 step 6, in its order: a compact JWS whose header is a
@@ -91,9 +91,9 @@ pub fn parse_header<'a>(
     token: &'a str,
     allowed: &[Algorithm],
 ) -> Result<(JoseHeader, TokenParts<'a>), Reason> {
-    let (header, parts) = split_token(token)?;
+    let parts = split_token(token)?;
     let bytes = URL_SAFE_NO_PAD
-        .decode(header)
+        .decode(parts.header)
         .map_err(|_| Reason::MalformedToken)?;
     // serde would also read a JSON array into the struct; a JOSE header is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -105,7 +105,7 @@ fn parsed_key_path_agrees_with_jsonwebtoken() {
         cases.extend(variants.map(|(token, expected)| (token, alg, kid, expected)));
     }
     for (token, alg, kid, expected) in cases {
-        let (_, parts) = split_token(&token).expect("well-formed");
+        let parts = split_token(&token).expect("well-formed");
         let KeyChoice::Key(key) = keys.select(Some(kid), alg) else {
             panic!("no key for {kid}");
         };

@@ -24,7 +24,7 @@ pub struct UnverifiedClaims {
 pub fn unverified_claims(token: &str) -> UnverifiedClaims {
     let object = split_token(token)
         .ok()
-        .and_then(|(_, parts)| URL_SAFE_NO_PAD.decode(parts.payload).ok())
+        .and_then(|parts| URL_SAFE_NO_PAD.decode(parts.payload).ok())
         .and_then(|bytes| serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes).ok());
     let Some(object) = object else {
         return UnverifiedClaims::default();

@@ -125,7 +125,7 @@ impl VerifiedToken {
     /// A token cached as if verified from `token` (a compact JWS with an object payload),
     /// whatever its signature: for tests of the cache's compare.
     pub(crate) fn for_tests_encoded(token: &str, exp: u64, kid: &str) -> Self {
-        let (header, parts) = super::jose::split_token(token).expect("a compact JWS");
+        let parts = super::jose::split_token(token).expect("a compact JWS");
         let signature = URL_SAFE_NO_PAD.decode(parts.signature).expect("base64url");
         let payload = URL_SAFE_NO_PAD.decode(parts.payload).expect("base64url");
         let mut claims = crate::auth::claims::ClaimsDraft::parse(payload)
@@ -133,7 +133,7 @@ impl VerifiedToken {
             .claims;
         let wire = Wire {
             payload_len: decoded_len(parts.payload.len()),
-            header: claims.push(header.as_bytes()),
+            header: claims.push(parts.header.as_bytes()),
             signature: claims.push(&signature),
             kid: Some(claims.push(kid.as_bytes())),
         };
@@ -194,14 +194,10 @@ pub fn verify_with_key(
         .decode(parts.signature)
         .map_err(|_| Reason::MalformedToken)?;
     check_decoded_signature(parts, &signature, key, header.alg)?;
-    let header_text = parts
-        .signing_input
-        .split_once('.')
-        .map_or("", |(header, _)| header);
     let (mut claims, times) = parse_claims(parts.payload, issuer)?;
     let wire = Wire {
         payload_len: decoded_len(parts.payload.len()),
-        header: claims.push(header_text.as_bytes()),
+        header: claims.push(parts.header.as_bytes()),
         signature: claims.push(&signature),
         kid: header.kid.as_deref().map(|kid| claims.push(kid.as_bytes())),
     };

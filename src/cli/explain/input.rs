@@ -64,12 +64,12 @@ pub fn decode_token(token: &str) -> Result<DecodedToken, String> {
     if compact.is_empty() {
         return Err("the token is empty".to_owned());
     }
-    let (header, parts) = split_token(compact).map_err(|_| {
+    let parts = split_token(compact).map_err(|_| {
         "the token cannot be decoded: a JWT is three base64url parts joined by dots \
          (header.payload.signature)"
             .to_owned()
     })?;
-    let header = decode_object(header, "header")?;
+    let header = decode_object(parts.header, "header")?;
     let payload = decode_object(parts.payload, "payload")?;
     let claims = Claims::from_json_object(&payload);
     Ok(DecodedToken {
